@@ -1,0 +1,63 @@
+"""The paper's model (Table 1) and training (Sec. 2.5). Other configs override it.
+
+Evaluation settings follow the NAFP protocol (reference notes, Sec. 2) and point
+at the project's shipped data; system configs replace them with their own.
+"""
+
+import ml_collections
+from ml_collections import config_dict
+
+
+def get_config():
+  c = ml_collections.ConfigDict()
+  c.name = 'base'
+
+  # The fingerprinting system whose embeddings are modelled (for reports and
+  # for comparing against its published normalisation statistics).
+  c.system = ml_collections.ConfigDict(dict(
+      name='rfp-reference', input='.npy [rows, 128] float16, unit-norm',
+      train_mean=config_dict.placeholder(float), train_std=config_dict.placeholder(float)))
+
+  c.data = ml_collections.ConfigDict(dict(
+      train='data/flow_train.npy',  # [rows, dim] .npy or NAFP-style NAME.mm + NAME_shape.npy.
+      norm='per_dim',  # 'per_dim', or 'scalar' (one mean/std over all values, as the reference code).
+      val_fraction=0.05,
+      val_max=10_000,
+      in_memory_max_gb=4.0,  # Larger files stream through a shuffle buffer.
+      shuffle_buffer_rows=1 << 18,
+  ))
+
+  c.model = ml_collections.ConfigDict(dict(
+      dim=128, width=768, depth=12, hidden=3072, time_dim=32,
+      ffn='gelu',  # 'gelu' (paper) or 'swiglu' (reference code's later versions).
+      cond='all',  # adaLN in 'all' blocks, or only the 'first'.
+      dtype='float32',  # 'bfloat16' runs the matmuls in bf16 (parameters stay float32).
+  ))
+
+  c.train = ml_collections.ConfigDict(dict(
+      epochs=100, batch_size=1024, seed=0,
+      lr=5e-5, lr_end=1e-6, warmup_steps=0,
+      weight_decay=0.01, b1=0.9, b2=0.999, grad_clip=1.0,
+      val_samples=5_000,  # Generated rows compared with held-out rows each epoch.
+      log_every=50, checkpoint_every=2_000,
+  ))
+
+  c.sample = ml_collections.ConfigDict(dict(
+      steps=32, solver='euler', batch_size=4096,
+  ))
+
+  c.eval = ml_collections.ConfigDict(dict(
+      reference='data/reference.npy',
+      reference_tracks='data/reference_tracks.npy',
+      queries='data/queries.npy',
+      ground_truth='data/ground_truth.npy',
+      real_distractors='data/distractors.npy',
+      synthetic=config_dict.placeholder(str),  # Folder of sample.py shards; else sampled as needed.
+      sizes=[1_000, 10_000, 30_000, 100_000, 300_000, 1_000_000],
+      repeats=3,
+      num_queries=2_000,
+      seed=0,
+      index=ml_collections.ConfigDict(dict(
+          nlist=256, nprobe=40, code_bytes=64, bits=8, k=20, train_rows=100_000)),
+  ))
+  return c

@@ -1,0 +1,1 @@
+"""rfp: rectified-flow fingerprints for scaling audio-identification benchmarks."""

@@ -1,0 +1,116 @@
+"""What the command-line entry points share: config files, overrides, errors.
+
+Configs are plain Python files with a `get_config()` returning an
+`ml_collections.ConfigDict` (the big_vision / flax-examples convention). Any
+field can be overridden on the command line as `--config.train.epochs=3`.
+"""
+
+import argparse
+import ast
+import functools
+import importlib.util
+import pathlib
+import sys
+
+import ml_collections
+
+from rfp.errors import InputError
+
+_PREFIX = '--config.'
+
+
+def load_config(path, overrides=()):
+  """Loads `get_config()` from a config file and applies `key=value` overrides."""
+  path = pathlib.Path(path)
+  if not path.is_file():
+    raise InputError(f'{path}: config file not found')
+  spec = importlib.util.spec_from_file_location(f'rfp_config_{path.stem}', path)
+  module = importlib.util.module_from_spec(spec)
+  try:
+    spec.loader.exec_module(module)
+  except Exception as e:  # A config is user code: report any failure in one line.
+    raise InputError(f'{path}: cannot load config: {type(e).__name__}: {e}') from e
+  if not hasattr(module, 'get_config'):
+    raise InputError(f'{path}: no get_config() function')
+  config = module.get_config()
+  config.lock()
+  for item in overrides:
+    apply_override(config, item, source=path)
+  return config
+
+
+def apply_override(config, item, source='config'):
+  """Sets one `a.b.c=value` override; the value is a Python literal or a string."""
+  key, sep, text = item.partition('=')
+  if not sep:
+    raise InputError(f'--config.{item}: expected --config.KEY=VALUE')
+  *parents, leaf = key.split('.')
+  node = config
+  for i, name in enumerate(parents + [leaf]):
+    if not isinstance(node, ml_collections.ConfigDict) or name not in node:
+      raise InputError(f'--config.{key}: no such key in {source}'
+                       f' (known here: {", ".join(sorted(node.keys())) if isinstance(node, ml_collections.ConfigDict) else "none"})')
+    if i < len(parents):
+      node = node[name]
+  try:
+    value = ast.literal_eval(text)
+  except (ValueError, SyntaxError):
+    value = text
+  current = node[leaf]
+  if isinstance(current, (list, tuple)) and isinstance(value, (int, float)):
+    value = [value]
+  try:
+    node[leaf] = type(current)(value) if isinstance(current, tuple) else value
+  except (TypeError, ValueError) as e:
+    raise InputError(f'--config.{key}={text}: {e}') from e
+
+
+def split_overrides(argv):
+  """Separates `--config.KEY=VALUE` (or `--config.KEY VALUE`) from other args."""
+  rest, overrides = [], []
+  it = iter(argv)
+  for arg in it:
+    if arg.startswith(_PREFIX):
+      body = arg[len(_PREFIX):]
+      if '=' not in body:
+        body += '=' + next(it, '')
+      overrides.append(body)
+    else:
+      rest.append(arg)
+  return rest, overrides
+
+
+def make_parser(description, default_config, epilog=''):
+  """An argparse parser with the shared `--config` flag."""
+  parser = argparse.ArgumentParser(
+      description=description,
+      epilog=(epilog + '\n\nAny config field can be overridden as '
+              '--config.SECTION.KEY=VALUE, e.g. --config.train.epochs=3.').strip(),
+      formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument('--config', default=default_config, metavar='FILE',
+                      help=f'config file with get_config() (default: {default_config})')
+  return parser
+
+
+def parse(parser, argv=None):
+  """Returns (args, config) with the overrides applied."""
+  rest, overrides = split_overrides(sys.argv[1:] if argv is None else argv)
+  args = parser.parse_args(rest)
+  return args, load_config(args.config, overrides)
+
+
+def main(fn):
+  """Runs `fn()`, turning input errors into one line on stderr and exit 2."""
+
+  @functools.wraps(fn)
+  def wrapped(*a, **kw):
+    try:
+      return fn(*a, **kw)
+    except InputError as e:
+      print(f'error: {e}', file=sys.stderr)
+      sys.exit(2)
+    except KeyboardInterrupt:
+      print('interrupted: re-run the same command to resume', file=sys.stderr)
+      sys.exit(130)
+
+  return wrapped

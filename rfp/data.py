@@ -1,0 +1,260 @@
+"""Fingerprint embeddings on disk: opening, validating, normalising, batching.
+
+Embeddings arrive as `[n, dim]` float16/float32 `.npy` files or in the raw
+memmap layout of NAFP, GraFPrint and PeakNetFP (`NAME.mm`, float32 row-major,
+plus `NAME_shape.npy`). Files are only ever opened read-only. Files larger than
+`in_memory_max_gb` are streamed in shuffled blocks, so memory stays bounded by
+the shuffle buffer whatever the file size.
+"""
+
+import dataclasses
+import pathlib
+import warnings
+
+import numpy as np
+
+from rfp.errors import InputError
+
+_DTYPES = (np.float16, np.float32, np.float64)
+UNIT_NORM_TOL = 1e-2
+
+
+@dataclasses.dataclass(frozen=True)
+class Embeddings:
+  """A read-only `[n, dim]` embedding file: where its rows are and how to read them."""
+  path: pathlib.Path
+  shape: tuple
+  dtype: np.dtype
+  offset: int  # Bytes before the first row.
+
+  @property
+  def n(self):
+    return self.shape[0]
+
+  @property
+  def dim(self):
+    return self.shape[1]
+
+  @property
+  def nbytes(self):
+    return self.n * self.dim * self.dtype.itemsize
+
+  def read(self, start, stop):
+    """Rows [start, stop) as float32, read with plain file I/O (no mapping)."""
+    stop = min(stop, self.n)
+    count = max(0, stop - start) * self.dim
+    with open(self.path, 'rb') as f:
+      f.seek(self.offset + start * self.dim * self.dtype.itemsize)
+      x = np.fromfile(f, dtype=self.dtype, count=count)
+    return x.reshape(-1, self.dim).astype(np.float32, copy=False)
+
+  def memmap(self):
+    return np.memmap(self.path, dtype=self.dtype, mode='r', offset=self.offset,
+                     shape=self.shape)
+
+  def take(self, rows):
+    """Arbitrary rows (any order) as float32."""
+    rows = np.asarray(rows, dtype=np.int64)
+    order = np.argsort(rows)
+    out = np.empty((len(rows), self.dim), np.float32)
+    out[order] = self.memmap()[rows[order]]
+    return out
+
+  def chunks(self, chunk_rows=1 << 16):
+    """Yields (start, rows) over the whole file, in order."""
+    for start in range(0, self.n, chunk_rows):
+      yield start, self.read(start, start + chunk_rows)
+
+
+def _npy_layout(path):
+  with open(path, 'rb') as f:
+    try:
+      version = np.lib.format.read_magic(f)
+      read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                     else np.lib.format.read_array_header_2_0)
+      shape, fortran, dtype = read_header(f)
+    except ValueError as e:
+      raise InputError(f'{path}: not a valid .npy file ({e})') from e
+    offset = f.tell()
+  if fortran and len(shape) > 1:
+    raise InputError(f'{path}: Fortran-ordered arrays are not supported; save it C-ordered')
+  return shape, dtype, offset
+
+
+def _mm_layout(path):
+  shape_path = path.with_name(path.stem + '_shape.npy')
+  if not shape_path.is_file():
+    raise InputError(f'{path}: shape file {shape_path.name} not found beside it')
+  try:
+    shape = tuple(int(s) for s in np.load(shape_path))
+  except (ValueError, OSError) as e:
+    raise InputError(f'{shape_path}: cannot read shape ({e})') from e
+  dtype = np.dtype(np.float32)
+  expected = int(np.prod(shape)) * dtype.itemsize
+  actual = path.stat().st_size
+  if actual != expected:
+    raise InputError(f'{path}: size {actual} bytes does not match shape {shape} from '
+                     f'{shape_path.name} ({expected} bytes as float32)')
+  return shape, dtype, 0
+
+
+def open_embeddings(path, dim=None):
+  """Opens an embedding file read-only and checks its layout (not its values)."""
+  path = pathlib.Path(path)
+  if not path.exists():
+    raise InputError(f'{path}: file not found')
+  if path.is_dir():
+    raise InputError(f'{path}: is a folder; expected a .npy or .mm embedding file')
+  if path.stat().st_size == 0:
+    raise InputError(f'{path}: file is empty')
+  if path.suffix == '.npy':
+    shape, dtype, offset = _npy_layout(path)
+  elif path.suffix == '.mm':
+    shape, dtype, offset = _mm_layout(path)
+  else:
+    raise InputError(f'{path}: unknown format {path.suffix!r}; expected .npy or .mm')
+  if dtype.type not in _DTYPES:
+    raise InputError(f'{path}: dtype {dtype} is not float16/float32/float64')
+  if len(shape) != 2:
+    raise InputError(f'{path}: expected a 2-D [rows, dim] array, got shape {shape}')
+  if shape[0] == 0:
+    raise InputError(f'{path}: holds no rows')
+  if dim is not None and shape[1] != dim:
+    raise InputError(f'{path}: embeddings have dimension {shape[1]}, expected {dim}')
+  if path.suffix == '.npy' and path.stat().st_size < offset + int(np.prod(shape)) * dtype.itemsize:
+    raise InputError(f'{path}: file is truncated (shorter than its header says)')
+  return Embeddings(path, tuple(shape), np.dtype(dtype), offset)
+
+
+@dataclasses.dataclass(frozen=True)
+class Stats:
+  """Normalisation statistics; `mean` and `std` broadcast against rows."""
+  mean: np.ndarray  # [dim]
+  std: np.ndarray  # [dim]
+
+  def normalize(self, x):
+    return ((x - self.mean) / self.std).astype(np.float32)
+
+  def denormalize(self, x):
+    return x * self.std + self.mean
+
+  def to_json(self):
+    return {'mean': self.mean.tolist(), 'std': self.std.tolist()}
+
+  @classmethod
+  def from_json(cls, d):
+    return cls(np.asarray(d['mean'], np.float32), np.asarray(d['std'], np.float32))
+
+
+def scan(emb, norm='per_dim', chunk_rows=1 << 16):
+  """One pass over the file: rejects non-finite rows, warns on non-unit norms.
+
+  Returns the normalisation `Stats` (per dimension, or one scalar mean/std over
+  all values as the reference code does) and a summary dict.
+  """
+  s1 = np.zeros(emb.dim)
+  s2 = np.zeros(emb.dim)
+  bad, first_bad, off_sphere = 0, None, 0
+  for start, x in emb.chunks(chunk_rows):
+    finite = np.isfinite(x).all(axis=1)
+    if not finite.all():
+      bad += int((~finite).sum())
+      if first_bad is None:
+        first_bad = start + int(np.argmin(finite))
+      continue
+    x = x.astype(np.float64)
+    s1 += x.sum(0)
+    s2 += (x * x).sum(0)
+    off_sphere += int((np.abs(np.linalg.norm(x, axis=1) - 1) > UNIT_NORM_TOL).sum())
+  if bad:
+    raise InputError(f'{emb.path}: {bad} rows contain NaN or Inf (first: row {first_bad})')
+  if off_sphere:
+    warnings.warn(f'{emb.path}: {off_sphere} of {emb.n} rows are not unit-norm '
+                  f'(|norm - 1| > {UNIT_NORM_TOL}); fingerprints are usually L2-normalised')
+  mean = s1 / emb.n
+  var = np.maximum(s2 / emb.n - mean**2, 0)
+  if norm == 'scalar':
+    scalar_mean = mean.mean()
+    var = np.full_like(mean, (s2.sum() / (emb.n * emb.dim)) - scalar_mean**2)
+    mean = np.full_like(mean, scalar_mean)
+  elif norm != 'per_dim':
+    raise InputError(f'data.norm={norm!r}: expected "per_dim" or "scalar"')
+  std = np.sqrt(np.maximum(var, 1e-12))
+  summary = {'rows': emb.n, 'dim': emb.dim, 'dtype': str(emb.dtype),
+             'not_unit_norm': off_sphere, 'mean_all': float(mean.mean()),
+             'std_all': float(np.sqrt((s2.sum() / (emb.n * emb.dim)) - (s1.sum() / (emb.n * emb.dim))**2))}
+  return Stats(mean.astype(np.float32), std.astype(np.float32)), summary
+
+
+def split_rows(n, val_fraction, val_max, seed):
+  """Held-out validation rows (sorted), drawn by row with a seeded generator."""
+  n_val = int(min(val_max, max(1, round(n * val_fraction))))
+  if n_val >= n:
+    raise InputError(f'only {n} rows: too few to hold out {n_val} for validation')
+  rng = np.random.default_rng([seed, 0x5917])
+  return np.sort(rng.choice(n, n_val, replace=False))
+
+
+class TrainStream:
+  """Epochs of shuffled, normalised training batches; deterministic in (seed, epoch).
+
+  Small files are read once into memory and fully permuted each epoch. Large
+  ones are read in blocks: the block order is permuted, `buffer_rows` worth of
+  blocks are read and their rows permuted together, so peak memory is about
+  one buffer whatever the file size.
+  """
+
+  def __init__(self, emb, stats, val_rows, batch_size, seed,
+               in_memory_max_gb=4.0, buffer_rows=1 << 18, blocks_per_buffer=8):
+    self.emb, self.stats = emb, stats
+    self.batch_size, self.seed = batch_size, seed
+    self.is_val = np.zeros(emb.n, bool)
+    self.is_val[val_rows] = True
+    self.n_train = emb.n - len(val_rows)
+    if self.n_train < batch_size:
+      raise InputError(f'{emb.path}: {self.n_train} training rows, fewer than one batch '
+                       f'of {batch_size}; lower train.batch_size')
+    self.in_memory = emb.nbytes <= in_memory_max_gb * 2**30
+    self.block_rows = max(1, buffer_rows // blocks_per_buffer)
+    self.blocks_per_buffer = blocks_per_buffer
+    self._x = None
+    if self.in_memory:
+      self._x = stats.normalize(emb.read(0, emb.n)[~self.is_val])
+
+  @property
+  def steps_per_epoch(self):
+    return self.n_train // self.batch_size
+
+  def epoch(self, epoch, skip=0):
+    """Yields the batches `[batch, dim]` of one epoch, after skipping `skip`."""
+    rng = np.random.default_rng([self.seed, epoch])
+    batches = self._memory_batches(rng) if self.in_memory else self._stream_batches(rng)
+    for i, batch in enumerate(batches):
+      if i >= skip:
+        yield batch
+
+  def _memory_batches(self, rng):
+    perm = rng.permutation(self.n_train)
+    for i in range(self.steps_per_epoch):
+      yield self._x[perm[i * self.batch_size:(i + 1) * self.batch_size]]
+
+  def _stream_batches(self, rng):
+    n_blocks = -(-self.emb.n // self.block_rows)
+    order = rng.permutation(n_blocks)
+    carry = np.zeros((0, self.emb.dim), np.float32)
+    emitted = 0
+    for g in range(0, n_blocks, self.blocks_per_buffer):
+      parts = [carry]
+      for b in order[g:g + self.blocks_per_buffer]:
+        start = int(b) * self.block_rows
+        x = self.emb.read(start, start + self.block_rows)
+        parts.append(self.stats.normalize(x[~self.is_val[start:start + len(x)]]))
+      buf = np.concatenate(parts)
+      buf = buf[rng.permutation(len(buf))]
+      full = len(buf) // self.batch_size * self.batch_size
+      for i in range(0, full, self.batch_size):
+        if emitted == self.steps_per_epoch:
+          return
+        emitted += 1
+        yield buf[i:i + self.batch_size]
+      carry = buf[full:]

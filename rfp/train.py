@@ -1,0 +1,226 @@
+"""Training a rectified-flow model on fingerprint embeddings.
+
+`train_step` is a pure function of (state, batch, key); `train_and_evaluate`
+is the loop around it: data, checkpoints, validation FD, logging and resume.
+"""
+
+import json
+import pathlib
+import signal
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from tqdm import tqdm
+
+from rfp import checkpoint, data, flow, metrics, model as model_lib, sampling, sharding
+from rfp.errors import InputError
+
+# Fields that define what a run learns: resuming with any of them changed
+# would silently mix two different runs.
+_RUN_IDENTITY = ('data', 'model', 'train.batch_size', 'train.seed', 'train.epochs',
+                 'train.lr', 'train.lr_end', 'train.warmup_steps')
+
+
+def make_optimizer(cfg, total_steps):
+  """AdamW with (optional linear warm-up then) cosine decay lr -> lr_end."""
+  warmup = min(cfg.warmup_steps, max(total_steps - 1, 0))
+  schedule = optax.warmup_cosine_decay_schedule(
+      init_value=cfg.lr if warmup == 0 else 0.0, peak_value=cfg.lr,
+      warmup_steps=warmup, decay_steps=max(total_steps, warmup + 1), end_value=cfg.lr_end)
+  return optax.chain(optax.clip_by_global_norm(cfg.grad_clip),
+                     optax.adamw(schedule, b1=cfg.b1, b2=cfg.b2,
+                                 weight_decay=cfg.weight_decay)), schedule
+
+
+def init_state(model, optimizer, key, dim):
+  params = model.init(key, jnp.zeros((1, dim)), jnp.zeros((1,)))
+  return {'step': jnp.array(0, jnp.int32), 'params': params,
+          'opt_state': optimizer.init(params)}
+
+
+def train_step(model, optimizer, state, x_bd, key):
+  """One optimiser step on the rectified-flow loss; returns (state, metrics)."""
+
+  def loss_fn(params):
+    return flow.loss(lambda x, t: model.apply(params, x, t), x_bd, key)
+
+  loss, grads = jax.value_and_grad(loss_fn)(state['params'])
+  updates, opt_state = optimizer.update(grads, state['opt_state'], state['params'])
+  new_state = {'step': state['step'] + 1,
+               'params': optax.apply_updates(state['params'], updates),
+               'opt_state': opt_state}
+  return new_state, {'loss': loss, 'grad_norm': optax.global_norm(grads)}
+
+
+def _identity(config_dict):
+  """The fields of a (JSON-like) config that define what a run learns."""
+  out = {}
+  for key in _RUN_IDENTITY:
+    node = config_dict
+    for part in key.split('.'):
+      node = node[part]
+    out[key] = node
+  return out
+
+
+def _check_workdir(workdir, config):
+  """Refuses to resume a run that was started with different settings."""
+  path = workdir / 'config.json'
+  if not path.exists():
+    return
+  old = _identity(checkpoint.read_json(path))
+  new = _identity(json.loads(config.to_json()))
+  changed = [k for k in old if old[k] != new[k]]
+  if changed:
+    raise InputError(f'{workdir}: holds a run trained with different settings ({", ".join(changed)} '
+                     'changed); use another --workdir or delete this one')
+
+
+class _Interrupt:
+  """Turns Ctrl-C into a flag so the loop can checkpoint before stopping."""
+
+  def __init__(self):
+    self.requested = False
+    self._previous = None
+
+  def __enter__(self):
+    self._previous = signal.signal(signal.SIGINT, self._handle)
+    return self
+
+  def _handle(self, *_):
+    self.requested = True
+
+  def __exit__(self, *_):
+    signal.signal(signal.SIGINT, self._previous)
+
+
+def _prepare_data(config, workdir):
+  """Opens and validates the training file; stats are computed once per run."""
+  emb = data.open_embeddings(config.data.train, dim=config.model.dim)
+  stats_path = workdir / 'stats.json'
+  if stats_path.exists():
+    saved = checkpoint.read_json(stats_path)
+    stats, summary = data.Stats.from_json(saved), saved['summary']
+    if summary['rows'] != emb.n:
+      raise InputError(f'{emb.path}: has {emb.n} rows but the run in {workdir} was trained '
+                       f'on {summary["rows"]}; use another --workdir')
+  else:
+    stats, summary = data.scan(emb, config.data.norm)
+    checkpoint.write_json(stats_path, {**stats.to_json(), 'summary': summary,
+                                       'norm': config.data.norm})
+  val_rows = data.split_rows(emb.n, config.data.val_fraction, config.data.val_max,
+                             config.train.seed)
+  stream = data.TrainStream(emb, stats, val_rows, config.train.batch_size, config.train.seed,
+                            in_memory_max_gb=config.data.in_memory_max_gb,
+                            buffer_rows=config.data.shuffle_buffer_rows)
+  return emb, stats, val_rows, stream
+
+
+def _truncate_log(path, step):
+  """Drops log records past `step`: they belong to work lost in an interruption."""
+  if not path.exists():
+    return
+  keep = [l for l in path.read_text().splitlines() if l and json.loads(l)['step'] <= step]
+  path.write_text(''.join(l + '\n' for l in keep))
+
+
+def train_and_evaluate(config, workdir, stop_after=None):
+  """Trains (or resumes) the run in `workdir`; returns the final log record.
+
+  `stop_after` ends the run early at that global step, with a checkpoint; the
+  same call without it resumes where it stopped.
+  """
+  workdir = pathlib.Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  _check_workdir(workdir, config)
+  emb, stats, val_rows, stream = _prepare_data(config, workdir)
+  checkpoint.write_json(workdir / 'config.json', json.loads(config.to_json()))
+
+  mesh = sharding.data_mesh()
+  if config.train.batch_size % mesh.devices.size:
+    raise InputError(f'train.batch_size={config.train.batch_size} is not a multiple of the '
+                     f'{mesh.devices.size} devices')
+  model = model_lib.from_config(config.model)
+  steps_per_epoch = stream.steps_per_epoch
+  total_steps = config.train.epochs * steps_per_epoch
+  optimizer, schedule = make_optimizer(config.train, total_steps)
+  root = jax.random.key(config.train.seed)
+  state = init_state(model, optimizer, jax.random.fold_in(root, 0), config.model.dim)
+
+  latest, best = checkpoint.managers(workdir)
+  restored, meta = checkpoint.restore(latest, state)
+  state = sharding.put_replicated(restored if restored is not None else state, mesh)
+  meta = meta or {'best_fd': None, 'best_step': None}
+  step = int(state['step'])
+  log_path = workdir / 'metrics.jsonl'
+  _truncate_log(log_path, step)
+
+  step_fn = jax.jit(lambda s, x, k: train_step(model, optimizer, s, x, k), donate_argnums=0)
+  generate = sampling.make_generator(model, config.sample.steps, config.sample.solver, mesh)
+  x_val = emb.take(val_rows[:config.train.val_samples])
+  val_moments = metrics.moments(x_val)
+  val_key = jax.random.fold_in(root, 1)
+  step_keys = jax.random.fold_in(root, 2)
+
+  def validate(params):
+    x = generate_val(params)
+    return metrics.frechet_distance_from_moments(*metrics.moments(x), *val_moments)
+
+  def generate_val(params):
+    rows = sampling.generate_rows(generate, params, val_key, len(x_val), config.model.dim,
+                                  config.sample.batch_size, mesh)
+    return stats.denormalize(rows)
+
+  end = total_steps if stop_after is None else min(stop_after, total_steps)
+  records = [json.loads(l) for l in log_path.read_text().splitlines()] if log_path.exists() else []
+  logged_step = records[-1]['step'] if records else 0
+  losses, t0, steps0 = [], time.perf_counter(), step
+  bar = tqdm(total=total_steps, initial=step, desc='train', unit='step', dynamic_ncols=True,
+             mininterval=0.5)
+  with _Interrupt() as interrupt:
+    while True:
+      if step % steps_per_epoch == 0 and step > logged_step:
+        # Validation closes each epoch; a resumed run redoes it if it was cut off.
+        elapsed = time.perf_counter() - t0
+        epoch = step // steps_per_epoch
+        fd = validate(state['params'])
+        record = {'epoch': epoch, 'step': step,
+                  'loss': float(np.mean(jax.device_get(losses))) if losses else None,
+                  'val_fd': fd, 'lr': float(schedule(step)),
+                  'steps_per_s': (step - steps0) / elapsed if step > steps0 else None}
+        if meta['best_fd'] is None or fd < meta['best_fd']:
+          meta = {'best_fd': fd, 'best_step': step, 'best_epoch': epoch}
+          checkpoint.save(best, state, {**meta, 'epoch': epoch, 'val_fd': fd})
+        checkpoint.save(latest, state, meta)
+        with open(log_path, 'a') as f:
+          f.write(json.dumps(record) + '\n')
+        records.append(record)
+        logged_step = step
+        loss_text = 'n/a' if record['loss'] is None else f'{record["loss"]:.4f}'
+        bar.write(f'epoch {epoch}/{config.train.epochs}  loss {loss_text}  val FD {fd:.3e}  '
+                  f'best {meta["best_fd"]:.3e} (epoch {meta["best_epoch"]})')
+        losses, t0, steps0 = [], time.perf_counter(), step
+      if step >= end:
+        break
+      epoch = step // steps_per_epoch
+      for x_bd in stream.epoch(epoch, skip=step % steps_per_epoch):
+        key = jax.random.fold_in(step_keys, step)
+        state, m = step_fn(state, sharding.put_batch(x_bd, mesh), key)
+        losses.append(m['loss'])
+        step += 1
+        bar.update(1)
+        if step % config.train.log_every == 0:
+          bar.set_postfix(epoch=epoch + 1, loss=f'{float(losses[-1]):.4f}',
+                          rate=f'{(step - steps0) / (time.perf_counter() - t0):.1f}/s')
+        if interrupt.requested or step == end or step % config.train.checkpoint_every == 0:
+          checkpoint.save(latest, state, meta)
+        if interrupt.requested:
+          bar.close()
+          raise KeyboardInterrupt
+        if step == end:
+          break
+  bar.close()
+  return {'step': step, 'total_steps': total_steps, 'records': records, **meta}

@@ -1,0 +1,32 @@
+"""Train a rectified-flow model on a fingerprinter's embeddings.
+
+  python train.py --config configs/peaknetfp.py --config.data.train=PATH
+"""
+
+import pathlib
+import sys
+
+from rfp import cli
+
+
+@cli.main
+def main(argv=None):
+  parser = cli.make_parser(__doc__, 'configs/demo.py', epilog=(
+      'Writes WORKDIR/config.json, stats.json, ckpt/{latest,best}/ (orbax) and\n'
+      'metrics.jsonl. Running the same command again resumes from the latest checkpoint;\n'
+      'Ctrl-C saves one before stopping.'))
+  parser.add_argument('--workdir', default=None,
+                      help='run folder (default: runs/<config name>)')
+  parser.add_argument('--stop-after', type=int, default=None, metavar='STEPS',
+                      help='stop at this global step with a checkpoint (resume later)')
+  args, config = cli.parse(parser, argv)
+  from rfp import train  # Heavy imports only once the arguments are valid.
+  workdir = pathlib.Path(args.workdir or pathlib.Path('runs') / config.name)
+  result = train.train_and_evaluate(config, workdir, stop_after=args.stop_after)
+  if result.get('best_fd') is not None:
+    print(f'{workdir}: step {result["step"]}/{result["total_steps"]}, best val FD '
+          f'{result["best_fd"]:.3e} at epoch {result["best_epoch"]}')
+
+
+if __name__ == '__main__':
+  sys.exit(main())
