@@ -11,6 +11,7 @@ import functools
 import importlib.util
 import pathlib
 import sys
+import warnings
 
 import ml_collections
 
@@ -104,6 +105,7 @@ def main(fn):
 
   @functools.wraps(fn)
   def wrapped(*a, **kw):
+    warnings.formatwarning = lambda message, *_, **__: f'warning: {message}\n'
     try:
       return fn(*a, **kw)
     except InputError as e:

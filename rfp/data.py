@@ -146,7 +146,7 @@ class Stats:
     return cls(np.asarray(d['mean'], np.float32), np.asarray(d['std'], np.float32))
 
 
-def scan(emb, norm='per_dim', chunk_rows=1 << 16):
+def scan(emb, norm='per_dim', chunk_rows=1 << 14):
   """One pass over the file: rejects non-finite rows, warns on non-unit norms.
 
   Returns the normalisation `Stats` (per dimension, or one scalar mean/std over
@@ -162,9 +162,8 @@ def scan(emb, norm='per_dim', chunk_rows=1 << 16):
       if first_bad is None:
         first_bad = start + int(np.argmin(finite))
       continue
-    x = x.astype(np.float64)
-    s1 += x.sum(0)
-    s2 += (x * x).sum(0)
+    s1 += x.sum(0, dtype=np.float64)
+    s2 += np.square(x).sum(0, dtype=np.float64)
     off_sphere += int((np.abs(np.linalg.norm(x, axis=1) - 1) > UNIT_NORM_TOL).sum())
   if bad:
     raise InputError(f'{emb.path}: {bad} rows contain NaN or Inf (first: row {first_bad})')
@@ -250,7 +249,8 @@ class TrainStream:
         x = self.emb.read(start, start + self.block_rows)
         parts.append(self.stats.normalize(x[~self.is_val[start:start + len(x)]]))
       buf = np.concatenate(parts)
-      buf = buf[rng.permutation(len(buf))]
+      del parts
+      rng.shuffle(buf)  # In place: peak memory stays at two buffers.
       full = len(buf) // self.batch_size * self.batch_size
       for i in range(0, full, self.batch_size):
         if emitted == self.steps_per_epoch:

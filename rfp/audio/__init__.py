@@ -1,0 +1,1 @@
+"""From real music to real fingerprints: corpus, features, augmentation, encoder, export."""

@@ -1,0 +1,169 @@
+"""NAFP-style fingerprinter: conv encoder on 1 s log-mel, 128-d unit vectors, NT-Xent.
+
+Training pairs a clean 1 s segment (what the database stores) with a distorted,
+time-shifted copy (what a microphone would hear); every other segment in the
+batch is a negative.
+"""
+
+import os
+import pathlib
+import time
+
+import flax.linen as nn
+import flax.serialization
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from tqdm import tqdm
+
+from rfp.audio import augment
+from rfp.audio.features import SEGMENT, log_mel
+
+DIM = 128
+CHANNELS = (16, 32, 64, 128, 256)
+HIDDEN = 1024
+
+
+class Encoder(nn.Module):
+  """Strided 3x3 convs halve mel and time each layer; a 2-layer head maps to DIM.
+
+  The convs stop at a 2x3 map: XLA's CPU convolution is pathologically slow on
+  tiny maps with wide channels, and there a dense layer sees the same context.
+  """
+  channels: tuple = CHANNELS
+  hidden: int = HIDDEN
+  dim: int = DIM
+
+  @nn.compact
+  def __call__(self, mel_bmf):
+    h = mel_bmf[..., None]
+    for c in self.channels:
+      h = nn.Conv(c, (3, 3), strides=(2, 2), padding='SAME')(h)
+      h = nn.elu(nn.LayerNorm()(h))
+    h = h.reshape(h.shape[0], -1)
+    h = nn.elu(nn.Dense(self.hidden)(h))
+    e_bd = nn.Dense(self.dim)(h)
+    return e_bd / jnp.linalg.norm(e_bd, axis=-1, keepdims=True)
+
+
+def embed_audio(params, x_bs, model=Encoder()):
+  """[B, SEGMENT] waveforms -> [B, DIM] unit fingerprints."""
+  return model.apply({'params': params}, log_mel(x_bs))
+
+
+def nt_xent(a_bd, p_bd, temperature):
+  """SimCLR's loss over 2B embeddings: each one's positive is its pair partner.
+
+  Also returns in-batch top-1 accuracy, a cheap live proxy for retrieval.
+  """
+  b = a_bd.shape[0]
+  z_nd = jnp.concatenate([a_bd, p_bd])
+  logits_nn = z_nd @ z_nd.T / temperature
+  logits_nn = jnp.where(jnp.eye(2 * b, dtype=bool), -jnp.inf, logits_nn)
+  partner_n = jnp.concatenate([jnp.arange(b, 2 * b), jnp.arange(b)])
+  loss = optax.softmax_cross_entropy_with_integer_labels(logits_nn, partner_n).mean()
+  accuracy = jnp.mean(jnp.argmax(logits_nn, axis=1) == partner_n)
+  return loss, accuracy
+
+
+def sample_pair_starts(key, track_lo_k, track_hi_k, batch):
+  """Anchor starts, uniform over time, with room for context and offset in-track."""
+  margin_lo = augment.RIR_LEN + augment.MAX_OFFSET
+  margin_hi = SEGMENT + augment.MAX_OFFSET
+  valid_k = jnp.maximum(track_hi_k - track_lo_k - margin_lo - margin_hi, 1)
+  k_track, k_pos, k_offset = jax.random.split(key, 3)
+  track_b = jax.random.categorical(k_track, jnp.log(valid_k.astype(jnp.float32)), shape=(batch,))
+  pos_b = jnp.floor(jax.random.uniform(k_pos, (batch,)) * valid_k[track_b]).astype(jnp.int32)
+  anchor_b = track_lo_k[track_b] + margin_lo + pos_b
+  offset_b = jax.random.randint(k_offset, (batch,), -augment.MAX_OFFSET, augment.MAX_OFFSET + 1)
+  return anchor_b, anchor_b + offset_b
+
+
+def make_train_step(optimizer, temperature, batch, model=Encoder()):
+  """One jitted step: sample pairs, distort positives, NT-Xent, update."""
+
+  @jax.jit
+  def step(params, opt_state, key, audio, track_lo_k, track_hi_k, noise, rirs_nl):
+    k_starts, k_distort = jax.random.split(key)
+    anchor_b, positive_b = sample_pair_starts(k_starts, track_lo_k, track_hi_k, batch)
+    clean_bs = augment.crop_rows(audio, anchor_b, SEGMENT)
+    context_bt = augment.crop_rows(audio, positive_b - augment.RIR_LEN, augment.RIR_LEN + SEGMENT)
+    noisy_bs = augment.distort(k_distort, context_bt, noise, rirs_nl)
+    mel_bmf = log_mel(jnp.concatenate([clean_bs, noisy_bs]))
+
+    def loss_fn(p):
+      e_nd = model.apply({'params': p}, mel_bmf)
+      return nt_xent(e_nd[:batch], e_nd[batch:], temperature)
+
+    (loss, accuracy), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, loss, accuracy
+
+  return step
+
+
+def make_optimizer(steps, lr=5e-4, warmup=200):
+  schedule = optax.warmup_cosine_decay_schedule(0.0, lr, warmup, max(steps, warmup + 1), lr * 0.02)
+  return optax.adamw(schedule, weight_decay=1e-4)
+
+
+def init_params(key, model=Encoder()):
+  return model.init(key, jnp.zeros((1,) + log_mel(jnp.zeros((1, SEGMENT))).shape[1:]))['params']
+
+
+def _save_atomic(path, data):
+  tmp = path.with_suffix('.tmp')
+  tmp.write_bytes(data)
+  os.replace(tmp, path)
+
+
+def train(key, audio, track_bounds_k2, noise, rirs_nl, ckpt_dir, steps, batch=128,
+          temperature=0.05, lr=5e-4, ckpt_every=100, log=print):
+  """Trains (or resumes from `ckpt_dir`) for `steps` total steps; returns params.
+
+  `audio` is all training tracks concatenated, `track_bounds_k2` their [start, end)
+  sample ranges. A checkpoint is written every `ckpt_every` steps, so a killed
+  run loses at most that much work.
+  """
+  ckpt_dir = pathlib.Path(ckpt_dir)
+  ckpt_dir.mkdir(parents=True, exist_ok=True)
+  ckpt = ckpt_dir / 'state.msgpack'
+  k_init, k_steps = jax.random.split(key)
+  optimizer = make_optimizer(steps, lr)
+  params = init_params(k_init)
+  state = {'params': params, 'opt_state': optimizer.init(params), 'step': 0, 'seconds': 0.0}
+  if ckpt.exists():
+    state = flax.serialization.from_bytes(state, ckpt.read_bytes())
+    log(f'fingerprinter: resuming at step {int(state["step"])}')
+  step_fn = make_train_step(optimizer, temperature, batch)
+  args = [jnp.asarray(a) for a in
+          (audio, track_bounds_k2[:, 0], track_bounds_k2[:, 1], noise, rirs_nl)]
+  params, opt_state = state['params'], state['opt_state']
+  start, seconds = int(state['step']), float(state['seconds'])
+  bar = tqdm(range(start, steps), initial=start, total=steps, desc='fingerprinter', mininterval=5)
+  t0 = time.time()
+  for i in bar:
+    params, opt_state, loss, accuracy = step_fn(params, opt_state, jax.random.fold_in(k_steps, i), *args)
+    if (i + 1) % 10 == 0:
+      bar.set_postfix(loss=f'{float(loss):.3f}', top1=f'{float(accuracy):.3f}', refresh=False)
+    if (i + 1) % ckpt_every == 0 or i + 1 == steps:
+      state = {'params': params, 'opt_state': opt_state, 'step': i + 1,
+               'seconds': seconds + time.time() - t0}
+      _save_atomic(ckpt, flax.serialization.to_bytes(state))
+  return params, {'steps': steps, 'train_seconds': round(float(state['seconds']), 1)}
+
+
+def save_weights(path, params):
+  """Flat .npz of float32 params: small, loadable without this package's training code."""
+  flat = flax.traverse_util.flatten_dict(params, sep='/')
+  np.savez(path, **{k: np.asarray(v, np.float32) for k, v in flat.items()})
+
+
+def load_weights(path):
+  with np.load(path) as f:
+    return flax.traverse_util.unflatten_dict({k: jnp.asarray(f[k]) for k in f.files}, sep='/')
+
+
+def count_params(params):
+  return int(sum(np.prod(p.shape) for p in jax.tree.leaves(params)))

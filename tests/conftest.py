@@ -1,0 +1,66 @@
+"""Shared fixtures. Four CPU devices, so data-parallel paths run in every test."""
+
+import jax
+
+jax.config.update('jax_num_cpu_devices', 4)
+
+import pathlib  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+import numpy as np
+import pytest
+
+from rfp import cli
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def mixture(n, dim=16, modes=8, spread=0.08, seed=0):
+  """Unit-norm rows around `modes` fixed centres; returns (rows [n, dim], centres).
+
+  The centres are the same for every `seed`; `seed` draws the rows.
+  """
+  centres = np.random.default_rng(1234).normal(size=(modes, dim))
+  rng = np.random.default_rng(seed)
+  centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+  labels = rng.integers(modes, size=n)
+  x = centres[labels] + spread * rng.normal(size=(n, dim))
+  x /= np.linalg.norm(x, axis=1, keepdims=True)
+  return x.astype(np.float32), centres.astype(np.float32)
+
+
+def tiny_config(train_path, dim=16, **overrides):
+  """The demo config shrunk to a model that trains in seconds."""
+  config = cli.load_config(ROOT / 'configs' / 'demo.py')
+  items = {'data.train': str(train_path), 'model.dim': dim, 'model.width': 128,
+           'model.depth': 2, 'model.hidden': 256, 'train.epochs': 6, 'train.batch_size': 128,
+           'train.lr': 3e-3, 'train.warmup_steps': 10, 'train.val_samples': 256, 'train.log_every': 10,
+           'sample.steps': 8, 'sample.batch_size': 256, **overrides}
+  for key, value in items.items():
+    cli.apply_override(config, f'{key}={value!r}')
+  return config
+
+
+@pytest.fixture(scope='session')
+def trained_run(tmp_path_factory):
+  """A tiny model trained on a 16-d mixture: (workdir, train_rows, centres)."""
+  from rfp import train  # pylint: disable=g-import-not-at-top
+  root = tmp_path_factory.mktemp('run')
+  x, centres = mixture(4000)
+  np.save(root / 'train.npy', x)
+  workdir = root / 'workdir'
+  train.train_and_evaluate(tiny_config(root / 'train.npy'), workdir)
+  return workdir, x, centres
+
+
+@pytest.fixture(scope='session')
+def million_row_memmap(tmp_path_factory):
+  """A 1M x 128 float32 NAFP-style `.mm` (488 MiB) of unit-norm rows."""
+  root = tmp_path_factory.mktemp('big')
+  path = root / 'dummy_db.mm'
+  rng = np.random.default_rng(0)
+  with open(path, 'wb') as f:
+    for _ in range(10):
+      x = rng.normal(size=(100_000, 128)).astype(np.float32)
+      (x / np.linalg.norm(x, axis=1, keepdims=True)).tofile(f)
+  np.save(root / 'dummy_db_shape.npy', np.array([1_000_000, 128]))
+  return path

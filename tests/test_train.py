@@ -1,0 +1,91 @@
+"""Training end to end: it learns, it resumes exactly, it guards its run folder."""
+
+import json
+import tracemalloc
+
+import jax
+import numpy as np
+import pytest
+
+from rfp import checkpoint, metrics, model as model_lib, sampling, sharding, train
+from rfp.errors import InputError
+from tests.conftest import mixture, tiny_config
+
+
+def _samples(workdir, n=2000):
+  config, params, stats, _ = checkpoint.load_run(workdir)
+  mesh = sharding.data_mesh()
+  generate = sampling.make_generator(model_lib.from_config(config.model), 32, 'euler', mesh)
+  rows = sampling.generate_rows(generate, params, jax.random.key(7), n, config.model.dim, 1000, mesh)
+  return stats.denormalize(rows)
+
+
+def test_trained_model_finds_the_mixture_modes(trained_run):
+  workdir, x_train, centres = trained_run
+  synthetic = _samples(workdir)
+  held_out, _ = mixture(2000, seed=1)
+  gaussian = np.random.default_rng(0).multivariate_normal(*metrics.moments(x_train), 2000)
+
+  def to_nearest_mode(x):
+    d = np.linalg.norm(x[:, None] - centres[None], axis=-1)
+    return d.min(1).mean(), np.bincount(d.argmin(1), minlength=len(centres)) / len(x)
+
+  real_dist, _ = to_nearest_mode(held_out)
+  synth_dist, synth_share = to_nearest_mode(synthetic)
+  gauss_dist, _ = to_nearest_mode(gaussian)
+  # A moment-matched Gaussian has FD ~ 0 too, so the test looks at the modes:
+  # samples must sit near them, far closer than the Gaussian's, and cover all.
+  assert synth_dist < 0.6 * gauss_dist, (real_dist, synth_dist, gauss_dist)
+  assert synth_share.min() > 0.04, synth_share
+  assert metrics.frechet_distance(synthetic, held_out) < 0.05
+
+
+def test_run_folder_holds_config_stats_log_and_best_checkpoint(trained_run):
+  workdir = trained_run[0]
+  records = [json.loads(l) for l in (workdir / 'metrics.jsonl').read_text().splitlines()]
+  assert [r['epoch'] for r in records] == [1, 2, 3, 4, 5, 6]
+  assert records[-1]['loss'] < records[0]['loss']
+  _, _, _, meta = checkpoint.load_run(workdir)
+  assert meta['val_fd'] == min(r['val_fd'] for r in records)
+  assert json.loads((workdir / 'config.json').read_text())['model']['width'] == 128
+
+
+def test_interrupted_run_resumes_to_the_same_result(tmp_path, trained_run):
+  reference_dir, x, _ = trained_run
+  np.save(tmp_path / 'train.npy', x)
+  config = tiny_config(tmp_path / 'train.npy')
+  workdir = tmp_path / 'run'
+  first = train.train_and_evaluate(config, workdir, stop_after=100)  # Mid-epoch 4.
+  assert first['step'] == 100
+  result = train.train_and_evaluate(config, workdir)
+  assert result['step'] == result['total_steps']
+  logged = [json.loads(l) for l in (workdir / 'metrics.jsonl').read_text().splitlines()]
+  expected = [json.loads(l) for l in (reference_dir / 'metrics.jsonl').read_text().splitlines()]
+  assert [r['epoch'] for r in logged] == [r['epoch'] for r in expected]
+  np.testing.assert_allclose([r['val_fd'] for r in logged], [r['val_fd'] for r in expected],
+                             rtol=1e-5)
+  resumed = checkpoint.load_run(workdir, 'latest')[1]
+  straight = checkpoint.load_run(reference_dir, 'latest')[1]
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), resumed, straight)
+
+
+def test_a_run_folder_refuses_other_settings(tmp_path, trained_run):
+  np.save(tmp_path / 'train.npy', trained_run[1])
+  workdir = tmp_path / 'run'
+  train.train_and_evaluate(tiny_config(tmp_path / 'train.npy', **{'train.epochs': 1}), workdir,
+                           stop_after=3)
+  with pytest.raises(InputError, match='model changed'):
+    train.train_and_evaluate(tiny_config(tmp_path / 'train.npy', **{'train.epochs': 1,
+                                                                     'model.depth': 3}), workdir)
+
+
+def test_training_on_a_million_row_memmap_streams_it(tmp_path, million_row_memmap):
+  config = tiny_config(million_row_memmap, dim=128, **{
+      'data.in_memory_max_gb': 0.1, 'data.shuffle_buffer_rows': 1 << 15,
+      'data.val_max': 2000, 'train.batch_size': 256})
+  tracemalloc.start()
+  result = train.train_and_evaluate(config, tmp_path / 'run', stop_after=20)
+  _, peak = tracemalloc.get_traced_memory()
+  tracemalloc.stop()
+  assert result['step'] == 20
+  assert peak < million_row_memmap.stat().st_size / 8, f'peak {peak / 2**20:.0f} MiB'
