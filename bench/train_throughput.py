@@ -1,0 +1,85 @@
+"""Training throughput: steps/s and achieved FLOP/s against a plain matmul.
+
+For each model config and matmul dtype, times the jitted training step (the
+same `rfp.train.train_step` that train.py runs, sharded over all devices) and,
+in the same run, a plain `[batch, width] @ [width, hidden]` matmul in the same
+dtype: the largest matmul of the network, i.e. the rate the hardware gives this
+workload's shapes. Prints one table; paste it into bench/RESULTS.md.
+
+  python bench/train_throughput.py                      # demo and full model
+  python bench/train_throughput.py --batch-size 1024 --iters 20
+"""
+
+import argparse
+import pathlib
+import platform
+import sys
+import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
+
+import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
+import jax.numpy as jnp
+import numpy as np
+
+from rfp import cli, model as model_lib, sharding, train  # pylint: disable=wrong-import-position
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def _time(fn, iters):
+  """Seconds per call after one warm-up call (compilation excluded)."""
+  jax.block_until_ready(fn())
+  start = time.perf_counter()
+  for _ in range(iters):
+    out = fn()
+  jax.block_until_ready(out)
+  return (time.perf_counter() - start) / iters
+
+
+def matmul_flops_per_s(batch, width, hidden, dtype, iters):
+  a = jnp.ones((batch, width), dtype)
+  b = jnp.ones((width, hidden), dtype)
+  mm = jax.jit(lambda a, b: jnp.dot(a, b, preferred_element_type=jnp.float32))
+  return 2 * batch * width * hidden / _time(lambda: mm(a, b), iters)
+
+
+def train_steps_per_s(cfg, batch, iters):
+  mesh = sharding.data_mesh()
+  net = model_lib.from_config(cfg.model)
+  optimizer, _ = train.make_optimizer(cfg.train, total_steps=1000)
+  state = sharding.put_replicated(
+      train.init_state(net, optimizer, jax.random.key(0), cfg.model.dim), mesh)
+  x = sharding.put_batch(np.random.default_rng(0).normal(size=(batch, cfg.model.dim)), mesh)
+  step = jax.jit(lambda s, x, k: train.train_step(net, optimizer, s, x, k))
+  key = jax.random.key(1)
+  return 1.0 / _time(lambda: step(state, x, key)[1]['loss'], iters)
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument('--configs', default='demo,base', help='configs/NAME.py to time')
+  parser.add_argument('--dtypes', default='float32,bfloat16')
+  parser.add_argument('--batch-size', type=int, default=256)
+  parser.add_argument('--iters', type=int, default=5)
+  args = parser.parse_args()
+  print(f'# {platform.processor() or platform.machine()}, {jax.device_count()} x '
+        f'{jax.devices()[0].device_kind}, jax {jax.__version__}, batch {args.batch_size}')
+  print('| config | model | matmul dtype | steps/s | rows/s | model TFLOP/s | matmul TFLOP/s | ratio |')
+  print('|---|---|---|---|---|---|---|---|')
+  for name in args.configs.split(','):
+    for dtype in args.dtypes.split(','):
+      cfg = cli.load_config(ROOT / 'configs' / f'{name}.py', [f'model.dtype={dtype!r}'])
+      m = cfg.model
+      rate = train_steps_per_s(cfg, args.batch_size, args.iters)
+      # Forward plus backward (gradients for activations and weights): 3x.
+      achieved = 3 * model_lib.flops_per_row(m) * args.batch_size * rate
+      peak = matmul_flops_per_s(args.batch_size, m.width, m.hidden, jnp.dtype(dtype), args.iters * 4)
+      print(f'| {name} | {m.width}x{m.depth} {m.ffn} | {dtype} | {rate:.2f} | '
+            f'{rate * args.batch_size:,.0f} | {achieved / 1e12:.4f} | {peak / 1e12:.4f} | '
+            f'{achieved / peak:.0%} |', flush=True)
+
+
+if __name__ == '__main__':
+  main()
