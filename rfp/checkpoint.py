@@ -10,6 +10,7 @@
 import json
 import pathlib
 
+import jax
 import ml_collections
 import orbax.checkpoint as ocp
 
@@ -43,6 +44,13 @@ def restore(manager, abstract_state=None):
   step = manager.latest_step()
   if step is None:
     return None, None
+  if abstract_state is None:
+    # Saved shardings name the saving process's devices, which may not exist
+    # here (another device count or host): restore onto a local device.
+    local = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    saved = ocp.StandardCheckpointHandler().metadata(manager.directory / str(step) / 'state')
+    abstract_state = jax.tree.map(
+        lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=local), saved)
   restored = manager.restore(step, args=ocp.args.Composite(
       state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
   return restored['state'], restored['meta']

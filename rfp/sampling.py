@@ -71,8 +71,8 @@ def block_noise(seed, shard, block, dim):
 def make_noise(dim, batch_size, mesh):
   """A jitted `(seed, shard, start) -> z_bd`: noise of rows [start, start + batch).
 
-  Equal to the matching rows of `block_noise`, placed on the mesh like a
-  sampler batch. Only whole blocks are drawn, so a batch that is not a
+  `start` must be a multiple of `batch_size`. Equal to the matching rows of
+  `block_noise`, placed on the mesh like a sampler batch. Only whole blocks are drawn, so a batch that is not a
   multiple or divisor of `BLOCK_ROWS` draws up to one block it does not keep.
   """
   aligned = batch_size % BLOCK_ROWS == 0 or BLOCK_ROWS % batch_size == 0

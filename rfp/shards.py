@@ -15,7 +15,6 @@ again skips complete shards and redoes partial ones. With several processes
 
 import collections
 import datetime
-import importlib.metadata
 import io
 import os
 import pathlib
@@ -28,6 +27,7 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
+import rfp
 from rfp import checkpoint, data, flow, model as model_lib, sampling, sharding
 from rfp.errors import InputError
 
@@ -106,16 +106,12 @@ def check_args(n, shards, seed, steps, solver, dtype, batch_size, which, matmul_
 
 def _version():
   try:
-    version = importlib.metadata.version('rfp')
-  except importlib.metadata.PackageNotFoundError:
-    version = 'unknown'
-  try:
     commit = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True,
                             text=True, timeout=5, check=True,
                             cwd=pathlib.Path(__file__).parent).stdout.strip()
   except (OSError, subprocess.SubprocessError):
     commit = None
-  return {'version': version, 'git': commit}
+  return {'version': rfp.__version__, 'git': commit}
 
 
 def _field(manifest, key):
@@ -227,6 +223,7 @@ def write_samples(workdir, out, n, shards, *, seed=0, steps=None, solver=None,
   solver = solver or config.sample.solver
   batch_size = batch_size or config.sample.batch_size
   check_args(n, shards, seed, steps, solver, dtype, batch_size, which, matmul_dtype)
+  n, shards, seed, steps, batch_size = map(int, (n, shards, seed, steps, batch_size))  # For JSON.
   model_cfg = config.model.copy_and_resolve_references()
   model_cfg.dtype = matmul_dtype or model_cfg.dtype
   dim = model_cfg.dim
@@ -234,7 +231,7 @@ def write_samples(workdir, out, n, shards, *, seed=0, steps=None, solver=None,
 
   manifest = {
       'format': FORMAT, 'n': n, 'shards': shards, 'rows_per_shard': rows, 'dim': dim,
-      'dtype': dtype, 'seed': int(seed), 'solver': solver, 'steps': steps,
+      'dtype': dtype, 'seed': seed, 'solver': solver, 'steps': steps,
       'network_evaluations': steps * flow.evaluations_per_step(solver),
       'matmul_dtype': model_cfg.dtype, 'sphere': bool(sphere), 'batch_size': batch_size,
       'noise': {'rng': sampling.RNG_IMPL, 'block_rows': sampling.BLOCK_ROWS,
@@ -242,7 +239,7 @@ def write_samples(workdir, out, n, shards, *, seed=0, steps=None, solver=None,
       'files': 'shard-{shard:05d}.npy',
       'checkpoint': {'workdir': str(workdir.absolute()), 'which': which, 'step': step,
                      'path': str((workdir / 'ckpt' / which / str(step)).absolute()),
-                     'val_fd': meta.get('val_fd', meta.get('best_fd'))},
+                     'val_fd': meta.get('val_fd')},  # Saved with `best` checkpoints only.
       'model': model_cfg.to_dict(),
       'command': shlex.join(sys.argv),
       'rfp': _version(),

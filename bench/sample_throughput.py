@@ -1,0 +1,129 @@
+"""Sampling throughput: samples/s and achieved FLOP/s against a plain matmul.
+
+For each model config and matmul dtype, times the sampler that sample.py runs
+(`rfp.sampling.make_noise` + `make_generator`: noise, a `lax.scan` over Euler
+steps, de-normalisation and the float16 cast, batches sharded over all
+devices, rows fetched to the host while later batches run) on randomly
+initialised parameters. In the same run, taking turns with it, it times a
+plain `[batch, width] @ [width, hidden]` matmul in the same dtype and
+precision: the network's largest matmul, i.e. the rate the hardware gives this
+workload's shapes. Achieved FLOP/s counts `model.flops_per_row` per network
+evaluation. Prints one table; paste it into bench/RESULTS.md.
+
+  python bench/sample_throughput.py                        # demo and full model
+  python bench/sample_throughput.py --configs base --batch-size 65536 --iters 20  # GPU
+"""
+
+import argparse
+import pathlib
+import platform
+import sys
+import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
+
+import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
+import jax.numpy as jnp
+import numpy as np
+
+from rfp import cli, data, model as model_lib, sampling, sharding  # pylint: disable=wrong-import-position
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def _seconds(fn, iters):
+  """Mean seconds per call over `iters` calls, dispatched back to back.
+
+  Results are fetched to the host in order while later calls still run, as
+  write_samples does.
+  """
+  start = time.perf_counter()
+  for out in [fn() for _ in range(iters)]:
+    np.asarray(out)
+  return (time.perf_counter() - start) / iters
+
+
+def make_matmul(batch, width, hidden, dtype):
+  """`[batch, width] @ [width, hidden]` as the sampler's matmuls run it; returns (call, FLOPs)."""
+  # The sampler's precision: full float32 (no TF32 on GPUs), or bfloat16 in and out.
+  precision = 'highest' if dtype == jnp.float32 else 'default'
+  rng = np.random.default_rng(0)
+  a = jnp.asarray(rng.normal(size=(batch, width)), dtype)
+  b = jnp.asarray(rng.normal(size=(width, hidden)) / np.sqrt(width), dtype)
+  mm = jax.jit(lambda a, b: jnp.dot(a, b, precision=precision))
+  return lambda: mm(a, b), 2 * batch * width * hidden
+
+
+def random_params(net, dim, key):
+  """Initialised parameters with every zero-initialised weight made random too."""
+  params = net.init(key, jnp.zeros((1, dim)), jnp.zeros((1,)))
+  leaves, treedef = jax.tree.flatten(params)
+  keys = jax.random.split(jax.random.fold_in(key, 1), len(leaves))
+  return jax.tree.unflatten(treedef, [p + 0.02 * jax.random.normal(k, p.shape, p.dtype)
+                                      for p, k in zip(leaves, keys)])
+
+
+def make_sampler(cfg, steps, batch):
+  """One batch of the sampling path, as sample.py runs it; returns (call, rows per call)."""
+  mesh = sharding.data_mesh()
+  batch = sharding.round_up(batch, mesh)
+  net = model_lib.from_config(cfg.model)
+  params = sharding.put_replicated(random_params(net, cfg.model.dim, jax.random.key(0)), mesh)
+  stats = data.Stats(np.zeros(cfg.model.dim, np.float32), np.ones(cfg.model.dim, np.float32))
+  generate = sampling.make_generator(net, steps, 'euler', mesh, stats=stats,
+                                     out_dtype=jnp.float16)
+  noise = sampling.make_noise(cfg.model.dim, batch, mesh)
+  counter = iter(range(1 << 30))
+
+  def one_batch():
+    start = next(counter) * batch
+    return generate(params, noise(np.uint32(0), np.int32(0), np.int32(start)))
+
+  return one_batch, batch
+
+
+def measure(cfg, steps, batch, iters, repeats):
+  """(samples/s, matmul FLOP/s): the best of `repeats` interleaved timings.
+
+  Sampler and matmul take turns, so load from other processes hits both alike.
+  """
+  sample, batch = make_sampler(cfg, steps, batch)
+  matmul, flops = make_matmul(batch, cfg.model.width, cfg.model.hidden, jnp.dtype(cfg.model.dtype))
+  jax.block_until_ready([sample(), matmul()])  # Compile.
+  sample_s, matmul_s = float('inf'), float('inf')
+  for _ in range(repeats):
+    sample_s = min(sample_s, _seconds(sample, iters))
+    matmul_s = min(matmul_s, _seconds(matmul, 8 * iters))
+  return batch / sample_s, flops / matmul_s
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument('--configs', default='demo,base', help='configs/NAME.py to time')
+  parser.add_argument('--dtypes', default='float32,bfloat16', help='matmul dtypes to time')
+  parser.add_argument('--steps', type=int, default=32, help='Euler steps (default: 32)')
+  parser.add_argument('--batch-size', type=int, default=256,
+                      help='rows per sampler call, over all devices (default: 256; CPUs do a '
+                      'little better at 1-4k, GPUs want 16k+)')
+  parser.add_argument('--iters', type=int, default=2, help='sampler calls per timing')
+  parser.add_argument('--repeats', type=int, default=3,
+                      help='interleaved timings; the best is kept')
+  args = parser.parse_args()
+  print(f'# {platform.processor() or platform.machine()}, {jax.device_count()} x '
+        f'{jax.devices()[0].device_kind}, jax {jax.__version__}, {args.steps} Euler steps, '
+        f'batch {args.batch_size}')
+  print('| config | model | matmul dtype | samples/s | model TFLOP/s | matmul TFLOP/s | ratio |')
+  print('|---|---|---|---|---|---|---|')
+  for name in args.configs.split(','):
+    for dtype in args.dtypes.split(','):
+      cfg = cli.load_config(ROOT / 'configs' / f'{name}.py', [f'model.dtype={dtype!r}'])
+      m = cfg.model
+      rate, peak = measure(cfg, args.steps, args.batch_size, args.iters, args.repeats)
+      achieved = model_lib.flops_per_row(m) * args.steps * rate
+      print(f'| {name} | {m.width}x{m.depth} {m.ffn} | {dtype} | {rate:,.0f} | '
+            f'{achieved / 1e12:.4f} | {peak / 1e12:.4f} | {achieved / peak:.0%} |', flush=True)
+
+
+if __name__ == '__main__':
+  main()
