@@ -54,6 +54,8 @@ def get_config():
       real_distractors='data/distractors.npy',
       synthetic=config_dict.placeholder(str),  # Folder of sample.py shards; else sampled as needed.
       sizes=[1_000, 10_000, 30_000, 100_000, 300_000, 1_000_000],
+      real_sizes=[],  # Real distractor counts; empty: eval.sizes up to the pool size.
+      fidelity_rows=5_000,  # Rows per set for FD/JS/PRDC (JS and PRDC cost grows as rows^2).
       repeats=3,
       num_queries=2_000,
       seed=0,

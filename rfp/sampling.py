@@ -93,6 +93,7 @@ def make_noise(dim, batch_size, mesh):
 
 def generate_rows(generate, params, key, n, dim, batch_size, mesh):
   """`n` rows from noise drawn with `key` (normalised space), as a numpy array."""
+  params = sharding.put_replicated(params, mesh)
   z_nd = jax.random.normal(key, (n, dim))
   out = []
   for i in range(0, n, batch_size):

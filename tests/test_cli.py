@@ -9,7 +9,7 @@ import pytest
 
 from rfp import cli
 from rfp.errors import InputError
-from tests.conftest import ROOT
+from conftest import ROOT
 
 
 @pytest.mark.parametrize('name', ['base', 'demo', 'nafp', 'grafprint', 'peaknetfp', 'nmfp'])

@@ -7,7 +7,7 @@ import pytest
 
 from rfp import cli, model as model_lib
 from rfp.errors import InputError
-from tests.conftest import ROOT
+from conftest import ROOT
 
 
 def _cfg(**overrides):

@@ -9,7 +9,7 @@ import pytest
 
 from rfp import checkpoint, metrics, model as model_lib, sampling, sharding, train
 from rfp.errors import InputError
-from tests.conftest import mixture, tiny_config
+from conftest import mixture, tiny_config
 
 
 def _samples(workdir, n=2000):

@@ -1,0 +1,62 @@
+"""Evaluate a trained run: sample fidelity and retrieval scaling, real vs synthetic.
+
+  python evaluate.py                                  # newest run under runs/, its own data
+  python evaluate.py --workdir runs/nafp --nafp /data/nafp_test
+  python evaluate.py --config.eval.sizes='[10000,100000]' --config.eval.repeats=5
+"""
+
+import os
+import pathlib
+import sys
+
+# faiss-gpu shares the GPU with JAX (when sampling): don't let JAX take 75% of it.
+os.environ.setdefault('XLA_PYTHON_CLIENT_PREALLOCATE', 'false')
+
+import ml_collections  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+from rfp import checkpoint, cli  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+_RUN_CONFIG = 'WORKDIR/config.json'
+
+
+@cli.main
+def main(argv=None):
+  parser = cli.make_parser(__doc__, _RUN_CONFIG, epilog=(
+      'Writes OUT/results.json (every figure, the settings and the data paths), report.md\n'
+      '(tables in the paper\'s Table 3 layout), scaling.png and embedding.png. Without\n'
+      'eval.synthetic, the synthetic rows needed are sampled into WORKDIR/samples (reused\n'
+      'on the next run). Inputs are only ever read.'))
+  parser.add_argument('--workdir', default=None,
+                      help='run folder (default: the most recent run under runs/)')
+  parser.add_argument('--out', default=None, metavar='DIR', help='output folder (default: WORKDIR/eval)')
+  parser.add_argument('--nafp', default=None, metavar='DIR',
+                      help='NAFP-style folder (db.mm, query.mm, dummy_db.mm + *_shape.npy; '
+                           'query i is db row i) instead of the eval.* files')
+  parser.add_argument('--quiet', action='store_true', help='no progress bars')
+  rest, overrides = cli.split_overrides(sys.argv[1:] if argv is None else argv)
+  args = parser.parse_args(rest)
+  workdir = pathlib.Path(args.workdir) if args.workdir else checkpoint.latest_run('runs')
+  from rfp import evaluation, report  # Heavy imports only once the arguments are valid.
+  if args.config == _RUN_CONFIG:
+    config = ml_collections.ConfigDict(evaluation.run_config(workdir))
+    config.lock()
+    source = workdir / 'config.json'
+  else:
+    config, source = cli.load_config(args.config), args.config
+  for item in overrides:
+    cli.apply_override(config, item, source=source)
+  results, maps = evaluation.evaluate(config, workdir, nafp=args.nafp, progress=not args.quiet)
+  out = pathlib.Path(args.out) if args.out else workdir / 'eval'
+  paths = report.write(out, results, maps)
+  t = results['table3']
+  if 'size_lo' in t:
+    print(f'HR@1 {100 * t["hr1_lo"]:.2f}% at {t["size_lo"]:,} and {100 * t["hr1_hi"]:.2f}% at '
+          f'{t["size_hi"]:,} synthetic distractors')
+  if 'js_synthetic_real' in t:
+    print(f'JS(S||R) {t["js_synthetic_real"]:.4f} (real-vs-real floor {t["js_real2_real"]:.4f}), '
+          f'FD(S,R) {t["fd_synthetic_real"]:.2e}')
+  print(f'wrote {paths["report"]} and {len(paths) - 1} more files in {out}')
+
+
+if __name__ == '__main__':
+  sys.exit(main())

@@ -1,0 +1,244 @@
+"""Writing an evaluation out: results.json, report.md, scaling.png, embedding.png.
+
+Rates are stored as fractions in results.json and shown as percentages in
+the report and plots.
+"""
+
+import pathlib
+
+import matplotlib
+
+matplotlib.use('Agg')  # Files only; no display needed.
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
+from matplotlib import ticker  # pylint: disable=g-import-not-at-top,wrong-import-position
+import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+from rfp import checkpoint  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+_PAIRS = (  # (results key, label), in reading order: the model, then its yardsticks.
+    ('synthetic_vs_real', 'S ‖ R'),
+    ('real2_vs_real', "R' ‖ R (floor: real vs real)"),
+    ('matched_gaussian_vs_real', 'Gm ‖ R'),
+    ('gaussian_vs_real', 'G ‖ R'),
+    ('synthetic_vs_gaussian', 'S ‖ G'),
+)
+_CURVES = (('real', 'real', 'C0'), ('synthetic', 'synthetic', 'C1'),
+           ('real2', 'second real set (floor)', 'C2'))
+
+
+def write(out, results, maps=None):
+  """Writes every output file into `out` (created if needed); returns their paths."""
+  out = pathlib.Path(out)
+  out.mkdir(parents=True, exist_ok=True)
+  paths = {'results': out / 'results.json', 'report': out / 'report.md',
+           'scaling': out / 'scaling.png'}
+  checkpoint.write_json(paths['results'], results)
+  paths['report'].write_text(markdown(results))
+  plot_scaling(results, paths['scaling'])
+  if maps is not None:
+    paths['embedding'] = out / 'embedding.png'
+    plot_embedding(maps, paths['embedding'])
+  return paths
+
+
+def _pct(x, digits=2):
+  return '–' if x is None else f'{100 * x:.{digits}f}'
+
+
+def _mean_std(stat, digits=1):
+  if stat is None:
+    return '–'
+  return f'{100 * stat["mean"]:.{digits}f} ± {100 * stat["std"]:.{digits}f}'
+
+
+def _num(x, fmt):
+  return '–' if x is None else format(x, fmt)
+
+
+def _size(n):
+  for unit, div in (('M', 1_000_000), ('k', 1_000)):
+    if n >= div and n % (div // 10) == 0:
+      return f'{n / div:g}{unit}'
+  return f'{n:,}'
+
+
+def _table(header, rows):
+  lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
+  lines += ['| ' + ' | '.join(str(c) for c in row) + ' |' for row in rows]
+  return '\n'.join(lines)
+
+
+def _table3(results):
+  t = results['table3']
+  name = results.get('system') or 'this run'
+  rows = []
+  if 'size_lo' in t:
+    rows += [(f'HR@1 % ({_size(t["size_lo"])})', _pct(t['hr1_lo'])),
+             (f'HR@1 % ({_size(t["size_hi"])})', _pct(t['hr1_hi'])),
+             ('Degradation %', _num(t['degradation_pct'], '.2f'))]
+  if 'js_synthetic_real' in t:
+    rows += [('D_JS(S ‖ G)', _num(t['js_synthetic_gaussian'], '.4f')),
+             ('D_JS(S ‖ R)', _num(t['js_synthetic_real'], '.4f')),
+             ("D_JS(R' ‖ R), floor", _num(t['js_real2_real'], '.4f')),
+             ('D_FD(S, R)', _num(t['fd_synthetic_real'], '.2e')),
+             ("D_FD(R', R), floor", _num(t['fd_real2_real'], '.2e'))]
+  return _table(['', name], rows)
+
+
+def _fidelity(results):
+  fid = results['fidelity']
+  if 'pairs' not in fid:
+    return f'Fidelity skipped: {fid.get("skipped")}.'
+  rows = [(label, _num(p['fd'], '.3e'), _num(p['js'], '.4f'), _num(p['precision'], '.3f'),
+           _num(p['recall'], '.3f'), _num(p['density'], '.3f'), _num(p['coverage'], '.3f'))
+          for key, label in _PAIRS for p in [fid['pairs'][key]]]
+  return '\n\n'.join([
+      f'{fid["rows"]:,} rows per set. R: real distractors ({fid["real"]}); R\': a disjoint '
+      f'real set ({fid["real2"]}); S: synthetic; G: N(0, I) noise, the paper\'s baseline; '
+      'Gm: a Gaussian with R\'s mean and covariance. "X ‖ Y" scores X against Y.',
+      _table(['', 'FD', 'JS (nats)', 'precision', 'recall', 'density', 'coverage'], rows),
+      f'FD uses the raw vectors; JS compares Gaussian KDEs on the top {fid["pca_dims"]} '
+      'principal components of R (ln 2 ≈ 0.693 means disjoint); precision, recall, density '
+      f'and coverage use k = {fid["prdc_k"]} nearest-neighbour balls (Naeem et al. 2020). '
+      'FD sees only means and covariances: Gm matches both, so it scores FD ≈ 0 while having '
+      'none of the data\'s structure. Read each figure against the R\' ‖ R floor, the score of '
+      f'real data itself: in {fid["pca_dims"]} dimensions a KDE of a few thousand rows is '
+      'spiky, so even two real sets can be far from JS = 0.'])
+
+
+def _by_size(curve, key):
+  return {p['size']: p.get(key) for p in curve}
+
+
+def _scaling(results):
+  curves = results['scaling']
+  sizes = sorted({p['size'] for c in curves.values() for p in c})
+  if not sizes:
+    return 'No scaling points were run.'
+  real, syn, real2 = (curves.get(k, []) for k in ('real', 'synthetic', 'real2'))
+  hard = _table(
+      ['distractors', 'hardness % real', 'hardness % synthetic', "hardness % real' (floor)",
+       'HR@1 % real', 'HR@1 % synthetic'],
+      [(f'{s:,}', _mean_std(_by_size(real, 'hard').get(s)),
+        _mean_std(_by_size(syn, 'hard').get(s)), _mean_std(_by_size(real2, 'hard').get(s)),
+        _mean_std(_by_size(real, 'hr1').get(s)), _mean_std(_by_size(syn, 'hr1').get(s)))
+       for s in sizes])
+  header = ['distractors', 'kind', 'HR@1 %', f'top-{results["settings"]["eval"]["index"]["k"]} %']
+  has_tracks = any('track1' in p for c in (real, syn) for p in c)
+  if has_tracks:
+    header += ['track top-1 %', 'near (±1) %']
+  rows = []
+  for s in sizes:
+    for kind, curve in (('real', real), ('synthetic', syn)):
+      p = next((p for p in curve if p['size'] == s), None)
+      if p is None:
+        continue
+      row = [f'{s:,}', kind, _mean_std(p['hr1']), _mean_std(p['topk'])]
+      if has_tracks:
+        row += [_mean_std(p.get('track1')), _mean_std(p.get('near1'))]
+      rows.append(row)
+  repeats = results['settings']['eval']['repeats']
+  return '\n\n'.join([
+      'Hardness: share of queries whose best distractor (exact inner product, over the whole '
+      'distractor set) outscores their true reference match. It is what a distractor is for, '
+      'so real and synthetic rates side by side are the headline fidelity figure.',
+      hard,
+      f'Retrieval: IVF-PQ top-k, re-ranked by exact inner product; mean ± std over {repeats} '
+      'repeats, each with a fresh distractor set.',
+      _table(header, rows)])
+
+
+def _settings(results):
+  e = results['settings']['eval']
+  idx = e['index']
+  built = sorted({(p['index']['nlist'], p['index']['nprobe'], p['index']['bits'])
+                  for c in results['scaling'].values() for s in c for p in s['repeats']
+                  if 'index' in p})
+  inputs = results['inputs']
+  lines = [
+      f'- run: `{results["run"]["workdir"]}`; synthetic rows: `{results["synthetic"]["folder"]}` '
+      f'({results["synthetic"]["rows"]:,} rows)',
+      f'- references: `{inputs["reference"]}` ({inputs["reference_rows"]:,} rows, '
+      f'{inputs["dim"]}-d); queries: `{inputs["queries"]}` ({inputs["queries_evaluated"]:,} '
+      f'evaluated); ground truth: `{inputs["ground_truth"]}`',
+      f'- real distractors: `{inputs["real_distractors"]}`'
+      + (f' ({inputs["real_rows"]:,} rows)' if inputs['real_rows'] else ''),
+      f'- index: IVF{idx["nlist"]},PQ{idx["code_bytes"]}x{idx["bits"]} (L2 coarse quantizer), '
+      f'nprobe {idx["nprobe"]}, top-{idx["k"]}, trained on up to {idx["train_rows"]:,} rows; '
+      f'{results["settings"]["device"]}, faiss {results["settings"]["faiss"]}',
+  ]
+  if built and any(b[0] != idx['nlist'] for b in built):
+    lines.append('- built (nlist, nprobe, bits): ' + ', '.join(map(str, built)))
+  lines.append(f'- repeats {e["repeats"]}, seed {e["seed"]}; time: fidelity '
+               f'{results["seconds"]["fidelity"]:.0f} s, scaling {results["seconds"]["scaling"]:.0f} s')
+  return '\n'.join(lines)
+
+
+def markdown(results):
+  """The report: Table 3 layout first, then fidelity, scaling, settings, notes."""
+  t = results['table3']
+  parts = [
+      f'# Evaluation of {results.get("system") or results["run"]["workdir"]}',
+      '## Summary (paper, Table 3 layout)',
+      _table3(results),
+      ('HR@1 at the smallest and largest synthetic sizes run (1M and 100M where run); '
+       'degradation % = 100 · (HR@1 small − HR@1 large) / HR@1 small.'
+       if 'size_lo' in t else ''),
+      '## Fidelity', _fidelity(results),
+      '## Distractor hardness and retrieval under scaling', _scaling(results),
+      '![scaling](scaling.png)',
+      '## Settings', _settings(results),
+  ]
+  if results['notes']:
+    parts += ['## Notes', '\n'.join(f'- {n}' for n in results['notes'])]
+  return '\n\n'.join(p for p in parts if p) + '\n'
+
+
+def _band(ax, curve, key, label, color):
+  if not curve:
+    return
+  x = np.array([p['size'] for p in curve])
+  m = np.array([p[key]['mean'] for p in curve]) * 100
+  s = np.array([p[key]['std'] for p in curve]) * 100
+  ax.plot(x, m, 'o-', color=color, label=label, ms=4)
+  ax.fill_between(x, m - s, m + s, color=color, alpha=0.2, lw=0)
+
+
+def plot_scaling(results, path):
+  """HR@1 and hardness against distractor count (log x), mean ± std bands."""
+  fig, (ax_hr, ax_hard) = plt.subplots(1, 2, figsize=(11, 4))
+  for kind, label, color in _CURVES:
+    curve = results['scaling'].get(kind, [])
+    if kind != 'real2':
+      _band(ax_hr, curve, 'hr1', label, color)
+    _band(ax_hard, curve, 'hard', label, color)
+  ax_hr.set(title='Top-1 hit rate', ylabel='HR@1 (%)')
+  ax_hard.set(title='Distractor hardness', ylabel='queries whose best distractor\n'
+              'outscores the true match (%)')
+  sizes = sorted({p['size'] for c in results['scaling'].values() for p in c})
+  for ax in (ax_hr, ax_hard):
+    ax.set_xscale('log')
+    ax.set_xticks(sizes, [_size(s) for s in sizes])
+    ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+    ax.set_xlabel('distractors')
+    ax.grid(alpha=0.3)
+    if ax.has_data():
+      ax.legend()
+  fig.suptitle(results.get('system') or '')
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def plot_embedding(maps, path):
+  """Each set over the real rows on the real set's top two principal axes."""
+  others = [k for k in maps if k != 'real']
+  fig, axes = plt.subplots(1, len(others), figsize=(4.2 * len(others), 4.2))
+  for ax, name, color in zip(np.atleast_1d(axes), others, ('C1', 'C3', 'C4', 'C5')):
+    ax.scatter(*maps['real'].T, s=2, alpha=0.3, color='C0', label='real', rasterized=True)
+    ax.scatter(*maps[name].T, s=2, alpha=0.3, color=color, label=name, rasterized=True)
+    ax.set(title=f'real and {name}', xlabel='PC 1', ylabel='PC 2')
+    ax.legend(markerscale=4, loc='upper right')
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)

@@ -1,0 +1,249 @@
+"""Search as the fingerprinting systems do it: IVF-PQ candidates, exact re-ranking.
+
+A database is the reference rows followed by the distractor rows; ids are
+positions in that order. FAISS IVF-PQ (L2 coarse quantizer) proposes the top-k
+candidates of every query, and re-ranking orders them by exact inner product
+against the raw vectors, read back from the files the rows came from. Rows
+reach the index in chunks and candidates are read back by id, so memory holds
+the index codes plus one chunk, never the database itself.
+
+Row sources share a small protocol (`n`, `dim`, `read(start, stop)`,
+`take(rows)`, `chunks()`); `rfp.data.Embeddings` is one, and the views below
+compose them without copying.
+"""
+
+import dataclasses
+
+import faiss
+import numpy as np
+
+from rfp.errors import InputError
+
+CHUNK_ROWS = 1 << 16
+SEARCH_BATCH = 4096  # Queries per faiss call.
+# faiss warns below 39 training points per centroid (k-means quality) and
+# cannot train a product quantizer with fewer points than centroids.
+MIN_POINTS_PER_CENTROID = 39
+# GPU IVF-PQ keeps a lookup table per sub-quantizer in shared memory; more
+# than 48 of them only fit as float16. It also wants 8-bit codes and k <= 2048.
+GPU_MAX_FLOAT32_SUBQUANTIZERS = 48
+GPU_MAX_K = 2048
+
+
+class _Rows:
+  """`chunks()` for any row source with `n` and `read`."""
+
+  def chunks(self, chunk_rows=CHUNK_ROWS):
+    """Yields (start, rows `[<=chunk_rows, dim]` float32) in order."""
+    for start in range(0, self.n, chunk_rows):
+      yield start, self.read(start, start + chunk_rows)
+
+
+class ArrayRows(_Rows):
+  """An in-memory or memory-mapped `[n, dim]` array as a row source."""
+
+  def __init__(self, array_nd):
+    self.array = array_nd
+    self.n, self.dim = array_nd.shape
+
+  def read(self, start, stop):
+    return np.asarray(self.array[start:stop], np.float32)
+
+  def take(self, rows):
+    rows = np.asarray(rows, np.int64)
+    order = np.argsort(rows)  # Sorted reads keep memory maps sequential.
+    out = np.empty((len(rows), self.dim), np.float32)
+    out[order] = self.array[rows[order]]
+    return out
+
+
+class Stack(_Rows):
+  """Row sources one after another (references then distractors; shards)."""
+
+  def __init__(self, parts):
+    self.parts = list(parts)
+    self.dim = self.parts[0].dim
+    self.offsets = np.cumsum([0] + [p.n for p in self.parts])
+    self.n = int(self.offsets[-1])
+
+  def read(self, start, stop):
+    stop = min(stop, self.n)
+    pieces = []
+    for part, lo in zip(self.parts, self.offsets[:-1]):
+      a, b = max(start, lo), min(stop, lo + part.n)
+      if a < b:
+        pieces.append(part.read(a - lo, b - lo))
+    return np.concatenate(pieces) if pieces else np.zeros((0, self.dim), np.float32)
+
+  def take(self, rows):
+    rows = np.asarray(rows, np.int64)
+    which = np.searchsorted(self.offsets, rows, side='right') - 1
+    out = np.empty((len(rows), self.dim), np.float32)
+    for i in np.unique(which):
+      mask = which == i
+      out[mask] = self.parts[i].take(rows[mask] - self.offsets[i])
+    return out
+
+
+class Subset(_Rows):
+  """The rows of `base` listed in `rows` (sorted for sequential reads)."""
+
+  def __init__(self, base, rows):
+    self.base, self.rows = base, np.asarray(rows, np.int64)
+    self.n, self.dim = len(self.rows), base.dim
+
+  def read(self, start, stop):
+    return self.base.take(self.rows[start:stop])
+
+  def take(self, rows):
+    return self.base.take(self.rows[np.asarray(rows, np.int64)])
+
+
+class Slice(_Rows):
+  """Rows [start, stop) of `base`, without listing them."""
+
+  def __init__(self, base, start, stop):
+    self.base, self.start = base, start
+    self.n, self.dim = stop - start, base.dim
+
+  def read(self, start, stop):
+    return self.base.read(self.start + start, self.start + min(stop, self.n))
+
+  def take(self, rows):
+    return self.base.take(np.asarray(rows, np.int64) + self.start)
+
+
+@dataclasses.dataclass(frozen=True)
+class IndexSpec:
+  """IVF-PQ settings: `nlist` cells, `code_bytes` bytes per vector of `bits`-bit codes."""
+  nlist: int
+  nprobe: int
+  code_bytes: int
+  bits: int
+  k: int
+  train_rows: int
+
+  @classmethod
+  def from_config(cls, cfg):
+    return cls(**{f.name: int(cfg[f.name]) for f in dataclasses.fields(cls)})
+
+  def subquantizers(self, dim):
+    """Product-quantizer sub-vectors: `code_bytes * 8 / bits`; must divide `dim`."""
+    for name in ('nlist', 'nprobe', 'code_bytes', 'bits', 'k', 'train_rows'):
+      if getattr(self, name) < 1:
+        raise InputError(f'eval.index.{name}={getattr(self, name)}: must be at least 1')
+    m, rest = divmod(self.code_bytes * 8, self.bits)
+    if rest or dim % m:
+      raise InputError(f'eval.index.code_bytes={self.code_bytes} with bits={self.bits} gives '
+                       f'{self.code_bytes * 8 / self.bits:g} sub-quantizers, which must divide '
+                       f'the embedding dimension {dim}')
+    return m
+
+
+def use_gpu():
+  return faiss.get_num_gpus() > 0
+
+
+def backend():
+  """What searches run on, for the record."""
+  return {'faiss': faiss.__version__, 'device': 'gpu' if use_gpu() else 'cpu',
+          'threads': faiss.omp_get_max_threads()}
+
+
+class Index:
+  """An IVF-PQ index trained on `train_nd`, on the GPU when faiss has one.
+
+  Small training sets shrink the index rather than fail: `nlist` to one cell
+  per 39 training rows and `bits` so that each sub-quantizer has at least one
+  training row per centroid (such tiny indexes stay on the CPU). `settings`
+  records what was actually built.
+  """
+
+  def __init__(self, spec, train_nd, gpu=None):
+    n, dim = train_nd.shape
+    m = spec.subquantizers(dim)
+    nlist = max(1, min(spec.nlist, n // MIN_POINTS_PER_CENTROID))
+    bits = max(1, min(spec.bits, int(np.log2(n))))
+    self.gpu = (use_gpu() if gpu is None else gpu) and bits == 8 and spec.k <= GPU_MAX_K
+    index = faiss.IndexIVFPQ(faiss.IndexFlatL2(dim), dim, nlist, m, bits)
+    # Fewer than 39 rows per code centroid is allowed (tiny databases) and is
+    # reported in `settings`, not as one stderr warning per sub-quantizer.
+    index.pq.cp.min_points_per_centroid = 1
+    index.train(np.ascontiguousarray(train_nd, np.float32))
+    self._resources = None
+    float16_tables = self.gpu and m > GPU_MAX_FLOAT32_SUBQUANTIZERS
+    if self.gpu:
+      self._resources = faiss.StandardGpuResources()
+      options = faiss.GpuClonerOptions()
+      options.useFloat16LookupTables = float16_tables
+      index = faiss.index_cpu_to_gpu(self._resources, 0, index, options)
+    index.nprobe = min(spec.nprobe, nlist)
+    self.faiss_index = index
+    self.settings = {'nlist': nlist, 'nprobe': min(spec.nprobe, nlist), 'subquantizers': m,
+                     'bits': bits, 'train_rows': n, 'device': 'gpu' if self.gpu else 'cpu',
+                     'float16_lookup_tables': bool(float16_tables),
+                     'sparse_code_training': n < MIN_POINTS_PER_CENTROID * 2**bits}
+
+  @property
+  def ntotal(self):
+    return self.faiss_index.ntotal
+
+  def add(self, x_nd):
+    """Appends rows; their ids continue from `ntotal`."""
+    self.faiss_index.add(np.ascontiguousarray(x_nd, np.float32))
+
+  def search(self, q_qd, k):
+    """Approximate top-k ids `[q, k]` (-1 where fewer exist), in one faiss call."""
+    _, ids = self.faiss_index.search(np.ascontiguousarray(q_qd, np.float32), k)
+    return ids
+
+
+def sample_rows(n, count, rng):
+  """`count` distinct sorted row ids out of `n`."""
+  return np.sort(rng.choice(n, size=min(count, n), replace=False))
+
+
+def build_index(db, spec, rng, gpu=None, on_chunk=None, chunk_rows=CHUNK_ROWS):
+  """Trains an `Index` on `spec.train_rows` random rows of `db` and adds all of it.
+
+  Rows stream in chunks; `on_chunk(start, x)` sees each one after it is added
+  (e.g. to score distractors exactly in the same pass).
+  """
+  index = Index(spec, db.take(sample_rows(db.n, spec.train_rows, rng)), gpu)
+  for start, x in db.chunks(chunk_rows):
+    index.add(x)
+    if on_chunk is not None:
+      on_chunk(start, x)
+  return index
+
+
+def rerank(q_qd, ids_qk, db):
+  """Orders candidates by exact inner product with the raw rows of `db`.
+
+  Returns (ids, scores), both `[q, k]`, best first; missing candidates (-1)
+  sort last with score -inf. Each distinct candidate row is read once.
+  """
+  valid = ids_qk >= 0
+  unique = np.unique(ids_qk[valid])
+  if len(unique) == 0:
+    return ids_qk, np.full(ids_qk.shape, -np.inf, np.float32)
+  rows_ud = db.take(unique)
+  pos = np.searchsorted(unique, np.where(valid, ids_qk, unique[0]))
+  scores = np.einsum('qd,qkd->qk', np.asarray(q_qd, np.float32), rows_ud[pos])
+  scores = np.where(valid, scores, -np.inf).astype(np.float32)
+  order = np.argsort(-scores, axis=1, kind='stable')
+  return np.take_along_axis(ids_qk, order, 1), np.take_along_axis(scores, order, 1)
+
+
+def search(index, q_qd, db, k):
+  """IVF-PQ top-k then exact re-ranking: (ids, scores) `[q, k]`, best first.
+
+  Works through the queries in batches, so the candidate rows in memory are
+  at most `SEARCH_BATCH * k` whatever the number of queries.
+  """
+  ids = np.empty((len(q_qd), k), np.int64)
+  scores = np.empty((len(q_qd), k), np.float32)
+  for i in range(0, len(q_qd), SEARCH_BATCH):
+    q = q_qd[i:i + SEARCH_BATCH]
+    ids[i:i + len(q)], scores[i:i + len(q)] = rerank(q, index.search(q, k), db)
+  return ids, scores

@@ -1,0 +1,265 @@
+"""evaluate.py end to end on small fixtures, its pieces on toys with known answers."""
+
+import hashlib
+import json
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import evaluate
+from conftest import ROOT, mixture, tiny_config
+from rfp import evaluation, retrieval
+from rfp.errors import InputError
+
+DIM = 16
+N_REFS, TRACK_LEN, N_QUERIES, N_POOL, N_TRAIN, N_SYNTHETIC = 1200, 20, 150, 3000, 3000, 6000
+
+
+def _unit(x):
+  return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
+
+
+def _write_shards(folder, x, shards=2, dtype='float16'):
+  """A sample folder in rfp.shards' layout (manifest + shard-NNNNN.npy)."""
+  folder.mkdir(parents=True)
+  parts = np.array_split(x.astype(dtype), shards)
+  for i, part in enumerate(parts):
+    np.save(folder / f'shard-{i:05d}.npy', part)
+  (folder / 'manifest.json').write_text(json.dumps({
+      'n': len(x), 'shards': shards, 'rows_per_shard': [len(p) for p in parts],
+      'dim': x.shape[1], 'dtype': dtype}))
+
+
+@pytest.fixture(scope='module')
+def dataset(tmp_path_factory):
+  """Eval files on one 16-d mixture (the trained_run's distribution), a run folder."""
+  root = tmp_path_factory.mktemp('eval_data')
+  rng = np.random.default_rng(0)
+  x, _ = mixture(N_REFS + N_POOL + N_TRAIN + N_SYNTHETIC, dim=DIM, seed=0)
+  refs, pool, train, synthetic = np.split(x, np.cumsum([N_REFS, N_POOL, N_TRAIN]))
+  gt = np.sort(rng.choice(N_REFS, N_QUERIES, replace=False))
+  queries = _unit(refs[gt] + 0.05 * rng.normal(size=(N_QUERIES, DIM)))
+  files = {'reference': refs, 'queries': queries, 'real_distractors': pool}
+  paths = {}
+  for name, array in files.items():
+    paths[name] = root / f'{name}.npy'
+    np.save(paths[name], array)
+  paths['ground_truth'] = root / 'ground_truth.npy'
+  np.save(paths['ground_truth'], gt)
+  paths['reference_tracks'] = root / 'reference_tracks.npy'
+  np.save(paths['reference_tracks'], np.repeat(np.arange(N_REFS // TRACK_LEN), TRACK_LEN))
+  np.save(root / 'train.npy', train)
+  _write_shards(root / 'synthetic', synthetic)
+  workdir = root / 'run'
+  workdir.mkdir()
+  config = tiny_config(root / 'train.npy', dim=DIM)
+  (workdir / 'config.json').write_text(config.to_json())
+  return root, workdir, paths
+
+
+def _overrides(paths, synthetic, **extra):
+  items = {**{f'eval.{k}': str(v) for k, v in paths.items()},
+           'eval.synthetic': str(synthetic), 'eval.sizes': [300, 2000, 5000], 'eval.repeats': 2,
+           'eval.num_queries': 100, 'eval.fidelity_rows': 600, 'eval.index.nlist': 16,
+           'eval.index.nprobe': 16, 'eval.index.code_bytes': 8, 'eval.index.k': 20,
+           'eval.index.train_rows': 2000, **extra}
+  return [f'--config.{k}={v}' for k, v in items.items()]
+
+
+def _checksums(folder):
+  return {p: hashlib.sha256(p.read_bytes()).hexdigest()
+          for p in sorted(pathlib.Path(folder).rglob('*')) if p.is_file()}
+
+
+def test_evaluate_end_to_end_leaves_inputs_untouched(dataset, tmp_path):
+  root, workdir, paths = dataset
+  before = _checksums(root)
+  evaluate.main(['--workdir', str(workdir), '--out', str(tmp_path / 'out'), '--quiet',
+                 *_overrides(paths, root / 'synthetic')])
+  assert _checksums(root) == before
+  for name in ('results.json', 'report.md', 'scaling.png', 'embedding.png'):
+    assert (tmp_path / 'out' / name).stat().st_size > 0
+  results = json.loads((tmp_path / 'out' / 'results.json').read_text())
+  curves = results['scaling']
+  assert [p['size'] for p in curves['real']] == [300, 2000]  # Pool of 3,000 rows.
+  assert [p['size'] for p in curves['synthetic']] == [300, 2000, 5000]
+  assert [p['size'] for p in curves['real2']] == [300, 2000]
+  assert any('real curve stops at the pool size' in n for n in results['notes'])
+  assert any('share rows' in n for n in results['notes'])  # 2 x 5,000 > 6,000 synthetic.
+  for kind in ('real', 'synthetic'):
+    for point in curves[kind]:
+      assert len(point['repeats']) == 2
+      for key in ('hr1', 'topk', 'track1', 'near1', 'hard'):
+        assert 0 <= point[key]['mean'] <= 1
+      assert point['hr1']['mean'] <= point['near1']['mean'] <= point['track1']['mean']
+  # Synthetic rows come from the real distribution here, so they are as hard as real ones.
+  for r, s in zip(curves['real'], curves['synthetic']):
+    assert abs(r['hard']['mean'] - s['hard']['mean']) < 0.15
+  pairs = results['fidelity']['pairs']
+  assert abs(pairs['synthetic_vs_real']['js'] - pairs['real2_vs_real']['js']) < 0.1
+  assert pairs['gaussian_vs_real']['js'] > 0.65
+  assert pairs['matched_gaussian_vs_real']['fd'] < 0.1 * pairs['gaussian_vs_real']['fd']
+  t = results['table3']
+  assert (t['size_lo'], t['size_hi']) == (300, 5000)
+  report = (tmp_path / 'out' / 'report.md').read_text()
+  assert 'FD sees only means and covariances' in report and 'Degradation %' in report
+
+
+def _nafp_folder(root, refs, queries, pool):
+  folder = root / 'nafp'
+  folder.mkdir()
+  for name, array in (('db', refs), ('query', queries), ('dummy_db', pool)):
+    array.astype(np.float32).tofile(folder / f'{name}.mm')
+    np.save(folder / f'{name}_shape.npy', np.array(array.shape))
+  return folder
+
+
+def test_nafp_folder(dataset, tmp_path):
+  root, workdir, paths = dataset
+  refs, pool = np.load(paths['reference']), np.load(paths['real_distractors'])
+  rng = np.random.default_rng(1)
+  queries = _unit(refs[:200] + 0.05 * rng.normal(size=(200, DIM)))  # Query i is db row i.
+  folder = _nafp_folder(tmp_path, refs, queries, pool)
+  before = _checksums(folder)
+  evaluate.main(['--workdir', str(workdir), '--out', str(tmp_path / 'out'), '--quiet',
+                 '--nafp', str(folder), *_overrides({}, root / 'synthetic',
+                                                   **{'eval.sizes': [500], 'eval.repeats': 1})])
+  assert _checksums(folder) == before
+  results = json.loads((tmp_path / 'out' / 'results.json').read_text())
+  assert results['inputs']['real_distractors'].endswith('dummy_db.mm')
+  assert 'NAFP' in results['inputs']['ground_truth']
+  assert 'track1' not in results['scaling']['real'][0]
+  assert results['scaling']['real'][0]['hr1']['mean'] > 0.5
+
+
+def _cli(*args):
+  return subprocess.run([sys.executable, str(ROOT / 'evaluate.py'), '--quiet', *args],
+                        capture_output=True, text=True, cwd=ROOT, timeout=300)
+
+
+def _bad_file(root, name, array):
+  path = root / name
+  np.save(path, array)
+  return path
+
+
+@pytest.mark.parametrize('case,message', [
+    ('gt_out_of_range', 'outside the 1200 rows'),
+    ('gt_missing', 'file not found; queries need ground truth'),
+    ('gt_length', 'has 149 entries but'),
+    ('dim_mismatch', 'have dimension 8 but the references'),
+    ('real_size_beyond_pool', '5,000 real distractors asked for'),
+])
+def test_bad_inputs_fail_in_one_line(dataset, tmp_path, case, message):
+  root, workdir, paths = dataset
+  paths, extra = dict(paths), {}
+  gt = np.load(paths['ground_truth'])
+  if case == 'gt_out_of_range':
+    gt[3] = N_REFS
+    paths['ground_truth'] = _bad_file(tmp_path, 'gt.npy', gt)
+  elif case == 'gt_missing':
+    paths['ground_truth'] = tmp_path / 'missing.npy'
+  elif case == 'gt_length':
+    paths['ground_truth'] = _bad_file(tmp_path, 'gt.npy', gt[:-1])
+  elif case == 'dim_mismatch':
+    paths['queries'] = _bad_file(tmp_path, 'q.npy', _unit(np.ones((N_QUERIES, 8))))
+  else:
+    extra['eval.real_sizes'] = [1000, 5000]
+  result = _cli('--workdir', str(workdir), *_overrides(paths, root / 'synthetic', **extra))
+  assert result.returncode == 2, result.stderr
+  assert 'Traceback' not in result.stderr
+  lines = result.stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith('error: ') and message in lines[0], lines
+
+
+def test_samples_from_the_run_when_no_synthetic_folder(trained_run, dataset, tmp_path):
+  """Without eval.synthetic, rows are sampled into WORKDIR/samples, then reused."""
+  _, _, paths = dataset
+  workdir = tmp_path / 'run'
+  shutil.copytree(trained_run[0], workdir)
+  args = ['--workdir', str(workdir), '--quiet',
+          *_overrides(paths, None, **{'eval.sizes': [500], 'eval.repeats': 2})]
+  evaluate.main(args)
+  first = json.loads((workdir / 'eval' / 'results.json').read_text())
+  assert first['synthetic']['sampled_now'] and first['synthetic']['rows'] == 1000
+  assert first['synthetic']['folder'] == str(workdir / 'samples')
+  evaluate.main(args)
+  second = json.loads((workdir / 'eval' / 'results.json').read_text())
+  assert not second['synthetic']['sampled_now']
+  assert second['table3'] == first['table3']
+
+
+# Pieces, on toys with known answers.
+
+
+def test_hit_rates_by_hand():
+  tracks = np.array([0, 0, 0, 1, 1, 1])
+  gt = np.array([1, 1, 4, 4, 2])
+  ids = np.array([[1, 7], [2, 1], [7, 4], [3, 4], [-1, -1]])  # Row 7 is a distractor.
+  out = evaluation.hit_rates(ids, gt, n_refs=6, tracks=tracks)
+  assert out == {'hr1': 0.2, 'topk': 0.8, 'track1': 0.6, 'near1': 0.6}
+  assert evaluation.hit_rates(ids, gt, n_refs=6) == {'hr1': 0.2, 'topk': 0.8}
+
+
+def _toy_inputs(refs, q, gt, tracks):
+  return evaluation.Inputs(
+      reference=retrieval.ArrayRows(refs), queries_qd=q, query_rows=np.arange(len(q)),
+      ground_truth=gt, true_scores=np.einsum('qd,qd->q', q, refs[gt]), tracks=tracks,
+      real=None, real2=None, paths={}, notes=())
+
+
+def test_hr1_and_hardness_on_a_toy_with_a_known_answer():
+  """Queries 0-49 have an exact copy among the distractors (miss, hard); 50-74 were
+  cut from the next segment of the same track (miss, near hit); 75-99 are clean."""
+  rng = np.random.default_rng(0)
+  dim, tracks = 32, np.repeat(np.arange(10), 50)
+  refs = _unit(rng.normal(size=(500, dim)))
+  gt = np.sort(rng.choice(np.flatnonzero(np.arange(500) % 50 < 49), 100, replace=False))
+  source = np.where(np.arange(100) < 75, gt + (np.arange(100) >= 50), gt)
+  q = _unit(refs[source] + 0.03 * rng.normal(size=(100, dim)))
+  distractors = np.concatenate([q[:50], _unit(rng.normal(size=(2000, dim)))])
+  inputs = _toy_inputs(refs, q, gt, tracks)
+  spec = retrieval.IndexSpec(nlist=8, nprobe=8, code_bytes=16, bits=8, k=20, train_rows=5000)
+  out = evaluation.retrieval_point(inputs, retrieval.ArrayRows(distractors), spec,
+                                   np.random.default_rng(0))
+  assert out['hr1'] == 0.25 and out['track1'] == 0.5 and out['near1'] == 0.5
+  expected_hard = np.mean((q @ distractors.T).max(1) > inputs.true_scores)
+  assert out['hard'] == expected_hard and 0.5 <= out['hard'] <= 0.75
+  assert evaluation.hardness_point(inputs, retrieval.ArrayRows(distractors)) == {
+      'hard': expected_hard}
+
+
+def test_distractor_sets_are_fresh_per_repeat():
+  pool = retrieval.ArrayRows(np.arange(1000, dtype=np.float32)[:, None])
+  real, note = evaluation.distractor_sets('real', pool, 300, 3, seed=0)
+  rows = [set(s.rows) for s in real]
+  assert note is None and all(len(r) == 300 for r in rows) and rows[0] != rows[1]
+  synthetic, note = evaluation.distractor_sets('synthetic', pool, 300, 3, seed=0)
+  starts = [int(s.read(0, 1)[0, 0]) for s in synthetic]
+  assert note is None and starts == [0, 300, 600]  # Disjoint slices.
+  synthetic, note = evaluation.distractor_sets('synthetic', pool, 600, 3, seed=0)
+  assert 'share rows' in note and [int(s.read(0, 1)[0, 0]) for s in synthetic] == [0, 200, 400]
+
+
+def test_table3_anchors_and_degradation():
+  def curve(sizes, hr):
+    return {'synthetic': [{'size': s, 'hr1': {'mean': h, 'std': 0}} for s, h in zip(sizes, hr)]}
+  t = evaluation.table3(curve([1_000, 1_000_000, 100_000_000], [0.9, 0.6, 0.3]), {})
+  assert (t['size_lo'], t['size_hi']) == (1_000_000, 100_000_000)
+  assert t['degradation_pct'] == pytest.approx(50.0)
+  t = evaluation.table3(curve([1_000, 10_000], [0.8, 0.6]), {})
+  assert (t['size_lo'], t['size_hi'], t['degradation_pct']) == (1_000, 10_000, pytest.approx(25.0))
+
+
+def test_sizes_must_be_positive(dataset):
+  _, _, paths = dataset
+  config = tiny_config(paths['reference'], dim=DIM)
+  config.eval.sizes = [0, 10]
+  inputs = _toy_inputs(np.eye(4, dtype=np.float32), np.eye(4, dtype=np.float32)[:2],
+                       np.arange(2), None)
+  with pytest.raises(InputError, match='positive'):
+    evaluation.plan_sizes(config.eval, inputs)

@@ -1,0 +1,110 @@
+"""IVF-PQ search with exact re-ranking, and the row views it reads from."""
+
+import numpy as np
+import pytest
+
+from rfp import retrieval
+from rfp.errors import InputError
+
+
+def _unit(n, dim, seed):
+  x = np.random.default_rng(seed).normal(size=(n, dim)).astype(np.float32)
+  return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def _spec(**kw):
+  return retrieval.IndexSpec(**{'nlist': 16, 'nprobe': 16, 'code_bytes': 4, 'bits': 8,
+                                'k': 20, 'train_rows': 10_000, **kw})
+
+
+def test_views_read_and_take_like_the_arrays_they_stand_for():
+  a, b = _unit(300, 8, 0), _unit(500, 8, 1)
+  rows = np.sort(np.random.default_rng(2).choice(500, 200, replace=False))
+  db = retrieval.Stack([retrieval.ArrayRows(a),
+                        retrieval.Slice(retrieval.Subset(retrieval.ArrayRows(b), rows), 50, 150)])
+  expected = np.concatenate([a, b[rows][50:150]])
+  assert (db.n, db.dim) == expected.shape
+  np.testing.assert_array_equal(np.concatenate([x for _, x in db.chunks(64)]), expected)
+  np.testing.assert_array_equal(db.read(280, 330), expected[280:330])
+  ids = np.array([399, 0, 300, 299, 5, 350])  # Unsorted, across both parts.
+  np.testing.assert_array_equal(db.take(ids), expected[ids])
+
+
+def test_full_probe_with_exact_reranking_equals_exact_search():
+  """nprobe = nlist scans every vector; k = database size re-ranks them all exactly."""
+  refs, distractors = _unit(1000, 16, 3), _unit(2000, 16, 4)
+  q = refs[:100] + 0.3 * _unit(100, 16, 5)
+  db = retrieval.Stack([retrieval.ArrayRows(refs), retrieval.ArrayRows(distractors)])
+  index = retrieval.build_index(db, _spec(), np.random.default_rng(0))
+  ids, scores = retrieval.search(index, q, db, k=db.n)
+  full = q @ np.concatenate([refs, distractors]).T
+  exact = np.argsort(-full, axis=1, kind='stable')
+  np.testing.assert_array_equal(ids[:, :50], exact[:, :50])
+  np.testing.assert_allclose(scores[:, 0], full.max(1), rtol=1e-5)
+
+
+def test_reranking_fixes_pq_order_within_the_candidates():
+  refs = _unit(3000, 16, 6)
+  q = refs[:200] + 0.2 * _unit(200, 16, 7)
+  db = retrieval.ArrayRows(refs)
+  index = retrieval.build_index(db, _spec(nprobe=4), np.random.default_rng(0))
+  raw = index.search(q, 20)
+  ids, scores = retrieval.search(index, q, db, k=20)
+  assert all(set(a) == set(b) for a, b in zip(raw, ids))  # Same candidates, new order.
+  assert np.all(np.diff(scores, axis=1) <= 0)
+  np.testing.assert_allclose(scores, np.take_along_axis(q @ refs.T, ids, 1), rtol=1e-5)
+
+
+def test_search_batches_give_the_same_answer(monkeypatch):
+  refs = _unit(2000, 16, 8)
+  q = refs[:300] + 0.3 * _unit(300, 16, 9)
+  db = retrieval.ArrayRows(refs)
+  index = retrieval.build_index(db, _spec(nprobe=4), np.random.default_rng(0))
+  whole = retrieval.search(index, q, db, k=10)
+  monkeypatch.setattr(retrieval, 'SEARCH_BATCH', 64)
+  batched = retrieval.search(index, q, db, k=10)
+  np.testing.assert_array_equal(whole[0], batched[0])
+
+
+def test_missing_candidates_sort_last():
+  refs = _unit(300, 8, 10)
+  ids = np.array([[5, -1, 7], [-1, -1, -1]])
+  out, scores = retrieval.rerank(refs[[7, 0]], ids, retrieval.ArrayRows(refs))
+  assert out[0, 0] == 7 and out[0, 2] == -1 and scores[0, 2] == -np.inf
+  assert np.all(scores[1] == -np.inf)
+
+
+def test_small_databases_shrink_the_index():
+  db = retrieval.ArrayRows(_unit(1000, 16, 11))
+  index = retrieval.build_index(db, _spec(nlist=256, nprobe=40), np.random.default_rng(0))
+  assert index.settings['nlist'] == 1000 // retrieval.MIN_POINTS_PER_CENTROID
+  assert index.settings['nprobe'] == index.settings['nlist']
+  assert index.settings['sparse_code_training'] and index.ntotal == 1000
+  tiny = retrieval.build_index(retrieval.ArrayRows(_unit(100, 16, 12)), _spec(),
+                               np.random.default_rng(0))
+  assert tiny.settings['nlist'] == 2 and tiny.settings['bits'] == 6
+
+
+def test_training_rows_are_a_sample():
+  db = retrieval.ArrayRows(_unit(5000, 16, 13))
+  index = retrieval.build_index(db, _spec(train_rows=1000), np.random.default_rng(0))
+  assert index.settings['train_rows'] == 1000 and index.ntotal == 5000
+
+
+def test_on_chunk_sees_every_row_once_in_order():
+  x = _unit(1000, 16, 14)
+  seen = []
+  retrieval.build_index(retrieval.ArrayRows(x), _spec(), np.random.default_rng(0),
+                        on_chunk=lambda start, c: seen.append((start, c)), chunk_rows=300)
+  assert [s for s, _ in seen] == [0, 300, 600, 900]
+  np.testing.assert_array_equal(np.concatenate([c for _, c in seen]), x)
+
+
+@pytest.mark.parametrize('code_bytes,bits', [(64, 8), (3, 8), (4, 5)])
+def test_code_size_must_split_the_dimension(code_bytes, bits):
+  with pytest.raises(InputError, match='sub-quantizers'):
+    _spec(code_bytes=code_bytes, bits=bits).subquantizers(16)
+
+
+def test_paper_code_size_on_128_dims():
+  assert _spec(code_bytes=64, bits=8).subquantizers(128) == 64
