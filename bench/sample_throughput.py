@@ -31,7 +31,7 @@ from rfp import cli, data, model as model_lib, sampling, sharding  # pylint: dis
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
-def _seconds(fn, iters):
+def seconds(fn, iters):
   """Mean seconds per call over `iters` calls, dispatched back to back.
 
   Results are fetched to the host in order while later calls still run, as
@@ -92,8 +92,8 @@ def measure(cfg, steps, batch, iters, repeats):
   jax.block_until_ready([sample(), matmul()])  # Compile.
   sample_s, matmul_s = float('inf'), float('inf')
   for _ in range(repeats):
-    sample_s = min(sample_s, _seconds(sample, iters))
-    matmul_s = min(matmul_s, _seconds(matmul, 8 * iters))
+    sample_s = min(sample_s, seconds(sample, iters))
+    matmul_s = min(matmul_s, seconds(matmul, 8 * iters))
   return batch / sample_s, flops / matmul_s
 
 

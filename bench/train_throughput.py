@@ -14,7 +14,6 @@ import argparse
 import pathlib
 import platform
 import sys
-import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
@@ -22,26 +21,10 @@ import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 import jax.numpy as jnp
 import numpy as np
 
+from bench import sample_throughput  # pylint: disable=wrong-import-position
 from rfp import cli, model as model_lib, sharding, train  # pylint: disable=wrong-import-position
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-
-
-def _time(fn, iters):
-  """Seconds per call after one warm-up call (compilation excluded)."""
-  jax.block_until_ready(fn())
-  start = time.perf_counter()
-  for _ in range(iters):
-    out = fn()
-  jax.block_until_ready(out)
-  return (time.perf_counter() - start) / iters
-
-
-def matmul_flops_per_s(batch, width, hidden, dtype, iters):
-  a = jnp.ones((batch, width), dtype)
-  b = jnp.ones((width, hidden), dtype)
-  mm = jax.jit(lambda a, b: jnp.dot(a, b, preferred_element_type=jnp.float32))
-  return 2 * batch * width * hidden / _time(lambda: mm(a, b), iters)
 
 
 def train_steps_per_s(cfg, batch, iters):
@@ -53,7 +36,8 @@ def train_steps_per_s(cfg, batch, iters):
   x = sharding.put_batch(np.random.default_rng(0).normal(size=(batch, cfg.model.dim)), mesh)
   step = jax.jit(lambda s, x, k: train.train_step(net, optimizer, s, x, k))
   key = jax.random.key(1)
-  return 1.0 / _time(lambda: step(state, x, key)[1]['loss'], iters)
+  step(state, x, key)[1]['loss'].block_until_ready()  # Compile outside the timing.
+  return 1.0 / sample_throughput.seconds(lambda: step(state, x, key)[1]['loss'], iters)
 
 
 def main():
@@ -75,7 +59,10 @@ def main():
       rate = train_steps_per_s(cfg, args.batch_size, args.iters)
       # Forward plus backward (gradients for activations and weights): 3x.
       achieved = 3 * model_lib.flops_per_row(m) * args.batch_size * rate
-      peak = matmul_flops_per_s(args.batch_size, m.width, m.hidden, jnp.dtype(dtype), args.iters * 4)
+      matmul, flops = sample_throughput.make_matmul(args.batch_size, m.width, m.hidden,
+                                                    jnp.dtype(dtype))
+      matmul()
+      peak = flops / sample_throughput.seconds(matmul, args.iters * 4)
       print(f'| {name} | {m.width}x{m.depth} {m.ffn} | {dtype} | {rate:.2f} | '
             f'{rate * args.batch_size:,.0f} | {achieved / 1e12:.4f} | {peak / 1e12:.4f} | '
             f'{achieved / peak:.0%} |', flush=True)

@@ -218,16 +218,18 @@ def plan_sizes(cfg, inputs):
   return {'synthetic': sizes, 'real': real, 'real2': real2}, notes
 
 
-def _sample_folder(workdir, needed, seed):
+def _sample_folder(workdir, needed, minimum, seed):
   """(folder, reuse): a complete sample folder of the run's best checkpoint with at
-  least `needed` rows, else the folder to sample into (resuming if it was cut off)."""
+  least `minimum` rows (e.g. one written by `sample.py`; repeats then share rows
+  where it holds fewer than `needed`), else the folder to sample `needed` rows
+  into (resuming if it was cut off)."""
   from rfp import shards  # pylint: disable=g-import-not-at-top  (imports JAX)
   workdir = pathlib.Path(workdir)
   step = checkpoint.managers(workdir)[1].latest_step()
   default = workdir / 'samples'
   for folder in [default] + sorted(workdir.glob('samples-*')):
     manifest = _manifest(folder)
-    if (manifest and manifest.get('n', 0) >= needed
+    if (manifest and manifest.get('n', 0) >= minimum
         and manifest.get('checkpoint', {}).get('step') == step):
       try:
         shards.open_samples(folder)
@@ -249,12 +251,12 @@ def _manifest(folder):
     return None
 
 
-def open_synthetic(cfg, workdir, dim, needed, progress=True):
+def open_synthetic(cfg, workdir, dim, needed, minimum, progress=True):
   """The synthetic rows as one row source, sampling them first if need be.
 
   `eval.synthetic` names a folder of shards; otherwise `needed` rows come
   from the run's best checkpoint, sampled into WORKDIR/samples unless a
-  complete folder of at least that many rows is already there.
+  complete folder of at least `minimum` rows is already there.
   Returns (rows, info dict).
   """
   from rfp import shards  # pylint: disable=g-import-not-at-top  (imports JAX)
@@ -263,7 +265,7 @@ def open_synthetic(cfg, workdir, dim, needed, progress=True):
     if not folder.is_dir():
       raise InputError(f'{folder}: synthetic shard folder (eval.synthetic) not found')
   else:
-    folder, reused = _sample_folder(workdir, needed, cfg.seed)
+    folder, reused = _sample_folder(workdir, needed, minimum, cfg.seed)
     if not reused:
       shards.write_samples(workdir, folder, needed, -(-needed // SAMPLE_SHARD_ROWS),
                            seed=cfg.seed, progress=progress)
@@ -495,7 +497,8 @@ def evaluate(config, workdir, nafp=None, progress=True):
   if cfg.fidelity_rows < 1:
     raise InputError(f'eval.fidelity_rows={cfg.fidelity_rows}: must be at least 1')
   needed = max(cfg.repeats * plan['synthetic'][-1], cfg.fidelity_rows)
-  synthetic, synthetic_info = open_synthetic(cfg, workdir, inputs.reference.dim, needed,
+  minimum = max(plan['synthetic'][-1], cfg.fidelity_rows)
+  synthetic, synthetic_info = open_synthetic(cfg, workdir, inputs.reference.dim, needed, minimum,
                                              progress)
   if synthetic.n < plan['synthetic'][-1]:
     raise InputError(f'{synthetic_info["folder"]}: {synthetic.n:,} synthetic rows, fewer than '
