@@ -60,6 +60,10 @@ def get_config():
       num_queries=2_000,
       seed=0,
       index=ml_collections.ConfigDict(dict(
-          nlist=256, nprobe=40, code_bytes=64, bits=8, k=20, train_rows=100_000)),
+          nlist=256, nprobe=40, code_bytes=64, bits=8, k=20, train_rows=100_000,
+          # False: train each point's index on its own database (the paper's
+          # protocol). True: train once on references + real rows and reuse
+          # the quantizers everywhere (far cheaper; one codebook for all curves).
+          shared_training=False)),
   ))
   return c

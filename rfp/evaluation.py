@@ -317,8 +317,12 @@ class BestScores:
       np.fmax(self.best, scores.max(1), out=self.best)  # fmax: a NaN row never wins.
 
 
-def retrieval_point(inputs, distractors, spec, rng, bar=None):
-  """One database (references + `distractors`): hit rates, hardness and index settings."""
+def retrieval_point(inputs, distractors, spec, rng, bar=None, trained=None):
+  """One database (references + `distractors`): hit rates, hardness and index settings.
+
+  `trained` (a `retrieval.Index`) supplies the quantizers instead of training
+  on this database.
+  """
   n_refs = inputs.reference.n
   db = retrieval.Stack([inputs.reference, distractors])
   best = BestScores(inputs.queries_qd)
@@ -330,7 +334,7 @@ def retrieval_point(inputs, distractors, spec, rng, bar=None):
       bar.update(len(x))
 
   t0 = time.perf_counter()
-  index = retrieval.build_index(db, spec, rng, on_chunk=on_chunk)
+  index = retrieval.build_index(db, spec, rng, on_chunk=on_chunk, trained=trained)
   t1 = time.perf_counter()
   ids, _ = retrieval.search(index, inputs.queries_qd, db, spec.k)
   t2 = time.perf_counter()
@@ -388,6 +392,13 @@ def scaling(inputs, synthetic, plan, cfg, spec, progress=True):
               for kind, sizes in plan.items() for size in sizes)
   curves, notes = {}, []
   kind_ids = {'real': 0, 'synthetic': 1, 'real2': 2}
+  trained = None
+  if cfg.index.shared_training:
+    # One codebook for every point, trained on references and real rows when
+    # there are any: curves then differ only by their distractors.
+    pool = retrieval.Stack([inputs.reference, inputs.real if inputs.real is not None else synthetic])
+    rows = retrieval.sample_rows(pool.n, spec.train_rows, np.random.default_rng([cfg.seed, 4]))
+    trained = retrieval.Index(spec, pool.take(rows))
   with tqdm(total=total, unit='row', unit_scale=True, desc='scaling', dynamic_ncols=True,
             disable=not progress, mininterval=0.5) as bar:
     for kind in ('real', 'synthetic', 'real2'):
@@ -403,7 +414,7 @@ def scaling(inputs, synthetic, plan, cfg, spec, progress=True):
             points.append(hardness_point(inputs, distractors, bar))
           else:
             rng = np.random.default_rng([cfg.seed, 3, kind_ids[kind], size, r])
-            points.append(retrieval_point(inputs, distractors, spec, rng, bar))
+            points.append(retrieval_point(inputs, distractors, spec, rng, bar, trained))
         keys = [k for k in points[0] if k not in ('index', 'seconds')]
         curve.append({'size': size, **_summary(points, keys), 'repeats': points})
       curves[kind] = curve

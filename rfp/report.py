@@ -164,8 +164,10 @@ def _settings(results):
       f'- real distractors: `{inputs["real_distractors"]}`'
       + (f' ({inputs["real_rows"]:,} rows)' if inputs['real_rows'] else ''),
       f'- index: IVF{idx["nlist"]},PQ{idx["code_bytes"]}x{idx["bits"]} (L2 coarse quantizer), '
-      f'nprobe {idx["nprobe"]}, top-{idx["k"]}, trained on up to {idx["train_rows"]:,} rows; '
-      f'{results["settings"]["device"]}, faiss {results["settings"]["faiss"]}',
+      f'nprobe {idx["nprobe"]}, top-{idx["k"]}, trained on up to {idx["train_rows"]:,} rows '
+      + ('once (references + real rows; every point reuses it); ' if idx.get('shared_training')
+         else 'of each database; ')
+      + f'{results["settings"]["device"]}, faiss {results["settings"]["faiss"]}',
   ]
   if built and any(b[0] != idx['nlist'] for b in built):
     lines.append('- built (nlist, nprobe, bits): ' + ', '.join(map(str, built)))

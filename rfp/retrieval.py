@@ -164,25 +164,37 @@ class Index:
     m = spec.subquantizers(dim)
     nlist = max(1, min(spec.nlist, n // MIN_POINTS_PER_CENTROID))
     bits = max(1, min(spec.bits, int(np.log2(n))))
-    self.gpu = (use_gpu() if gpu is None else gpu) and bits == 8 and spec.k <= GPU_MAX_K
+    gpu = (use_gpu() if gpu is None else gpu) and bits == 8 and spec.k <= GPU_MAX_K
     index = faiss.IndexIVFPQ(faiss.IndexFlatL2(dim), dim, nlist, m, bits)
     # Fewer than 39 rows per code centroid is allowed (tiny databases) and is
     # reported in `settings`, not as one stderr warning per sub-quantizer.
     index.pq.cp.min_points_per_centroid = 1
     index.train(np.ascontiguousarray(train_nd, np.float32))
+    self._trained = index  # Empty and on the CPU: the template `copy` clones.
+    self.gpu = gpu
+    self.settings = {'nlist': nlist, 'nprobe': min(spec.nprobe, nlist), 'subquantizers': m,
+                     'bits': bits, 'train_rows': n, 'device': 'gpu' if gpu else 'cpu',
+                     'float16_lookup_tables': bool(gpu and m > GPU_MAX_FLOAT32_SUBQUANTIZERS),
+                     'sparse_code_training': n < MIN_POINTS_PER_CENTROID * 2**bits}
+    self._place()
+
+  def _place(self):
+    index = faiss.clone_index(self._trained)
     self._resources = None
-    float16_tables = self.gpu and m > GPU_MAX_FLOAT32_SUBQUANTIZERS
     if self.gpu:
       self._resources = faiss.StandardGpuResources()
       options = faiss.GpuClonerOptions()
-      options.useFloat16LookupTables = float16_tables
+      options.useFloat16LookupTables = self.settings['float16_lookup_tables']
       index = faiss.index_cpu_to_gpu(self._resources, 0, index, options)
-    index.nprobe = min(spec.nprobe, nlist)
+    index.nprobe = self.settings['nprobe']
     self.faiss_index = index
-    self.settings = {'nlist': nlist, 'nprobe': min(spec.nprobe, nlist), 'subquantizers': m,
-                     'bits': bits, 'train_rows': n, 'device': 'gpu' if self.gpu else 'cpu',
-                     'float16_lookup_tables': bool(float16_tables),
-                     'sparse_code_training': n < MIN_POINTS_PER_CENTROID * 2**bits}
+
+  def copy(self):
+    """An empty index with the same trained quantizers (no training cost)."""
+    new = object.__new__(Index)
+    new._trained, new.gpu, new.settings = self._trained, self.gpu, dict(self.settings)
+    new._place()
+    return new
 
   @property
   def ntotal(self):
@@ -203,13 +215,17 @@ def sample_rows(n, count, rng):
   return np.sort(rng.choice(n, size=min(count, n), replace=False))
 
 
-def build_index(db, spec, rng, gpu=None, on_chunk=None, chunk_rows=CHUNK_ROWS):
+def build_index(db, spec, rng, gpu=None, on_chunk=None, chunk_rows=CHUNK_ROWS, trained=None):
   """Trains an `Index` on `spec.train_rows` random rows of `db` and adds all of it.
 
+  With `trained` (an `Index`), its quantizers are reused instead of training.
   Rows stream in chunks; `on_chunk(start, x)` sees each one after it is added
   (e.g. to score distractors exactly in the same pass).
   """
-  index = Index(spec, db.take(sample_rows(db.n, spec.train_rows, rng)), gpu)
+  if trained is not None:
+    index = trained.copy()
+  else:
+    index = Index(spec, db.take(sample_rows(db.n, spec.train_rows, rng)), gpu)
   for start, x in db.chunks(chunk_rows):
     index.add(x)
     if on_chunk is not None:

@@ -34,7 +34,8 @@ def tiny_config(train_path, dim=16, **overrides):
   items = {'data.train': str(train_path), 'model.dim': dim, 'model.width': 128,
            'model.depth': 2, 'model.hidden': 256, 'train.epochs': 6, 'train.batch_size': 128,
            'train.lr': 3e-3, 'train.warmup_steps': 10, 'train.val_samples': 256, 'train.log_every': 10,
-           'sample.steps': 8, 'sample.batch_size': 256, **overrides}
+           'sample.steps': 8, 'sample.solver': 'euler', 'sample.batch_size': 256,
+           **overrides}
   for key, value in items.items():
     cli.apply_override(config, f'{key}={value!r}')
   return config

@@ -108,3 +108,13 @@ def test_code_size_must_split_the_dimension(code_bytes, bits):
 
 def test_paper_code_size_on_128_dims():
   assert _spec(code_bytes=64, bits=8).subquantizers(128) == 64
+
+
+def test_a_copy_reuses_the_trained_quantizers_and_finds_the_same(tmp_path):
+  db = retrieval.ArrayRows(_unit(3000, 16, 21))
+  spec = _spec(nprobe=4)
+  index = retrieval.build_index(db, spec, np.random.default_rng(0))
+  reused = retrieval.build_index(db, spec, np.random.default_rng(1), trained=index)
+  assert reused.ntotal == index.ntotal == 3000 and reused.settings == index.settings
+  q = _unit(50, 16, 22)
+  np.testing.assert_array_equal(reused.search(q, 10), index.search(q, 10))
