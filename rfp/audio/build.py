@@ -8,12 +8,11 @@ import concurrent.futures
 import hashlib
 import json
 import pathlib
-import warnings
 
 import jax
 import numpy as np
 
-from rfp.audio import augment, corpus, fingerprinter
+from rfp.audio import augment, corpus, features, fingerprinter
 from rfp.audio.features import HOP, SAMPLE_RATE, SEGMENT
 
 WEIGHTS = pathlib.Path(__file__).parent / 'weights' / 'fingerprinter.npz'
@@ -45,8 +44,11 @@ def catalog(work, music_packages=corpus.MUSIC_PACKAGES, noise_packages=corpus.NO
             log=print):
   """Fetches, extracts and decodes every music track and noise file; lists them."""
   out = work / 'catalog.json'
+  wanted = {'music_packages': list(music_packages), 'noise_packages': list(noise_packages)}
   if out.exists():
-    return json.loads(out.read_text())
+    cached = json.loads(out.read_text())
+    if all(cached.get(k) == v for k, v in wanted.items()):
+      return cached
   cache = work / 'decoded'
   cache.mkdir(parents=True, exist_ok=True)
   entries, licenses = [], {}
@@ -55,10 +57,11 @@ def catalog(work, music_packages=corpus.MUSIC_PACKAGES, noise_packages=corpus.NO
   roots = {}
   for package in dict.fromkeys(p for p, *_ in jobs):
     roots[package] = corpus.extract(corpus.fetch(package, work / 'debs'), work / 'extract' / package)
-    licenses[package] = corpus.copyright_licenses(roots[package], package)
   with concurrent.futures.ThreadPoolExecutor(2) as pool:  # ffmpeg runs out of process.
     for package, kind, pattern, min_seconds in jobs:
       sources = corpus.find_sources(roots[package], package, pattern)
+      licenses[package] = sorted(set(licenses.get(package, []))
+                                 | set(corpus.copyright_licenses(roots[package], package, sources)))
       results = pool.map(lambda s: _decode_to_cache(roots[package], s, cache, min_seconds), sources)
       n = 0
       for source, (path, size) in zip(sources, results):
@@ -67,13 +70,29 @@ def catalog(work, music_packages=corpus.MUSIC_PACKAGES, noise_packages=corpus.NO
                           'file': path.name, 'seconds': round(size / SAMPLE_RATE, 2)})
           n += 1
       log(f'catalog: {package}: {n} {kind} files of {len(sources)} matching')
-  result = {'entries': entries, 'licenses': licenses}
+  result = {**wanted, 'entries': entries, 'licenses': licenses}
   _write_json(out, result)
   return result
 
 
-def split(work, cat, seed, fp_seconds, n_reference_rows, n_flow_rows, n_distractor_rows, log=print):
-  """De-duplicates music, then assigns whole tracks to disjoint splits in a seeded order."""
+_log_mel = jax.jit(features.log_mel)
+
+
+def track_repetition(work, entry):
+  """How looped a track is: see `corpus.self_repetition`."""
+  w_ns = windows(np.load(work / 'decoded' / entry['file']))
+  mel_nmf = np.concatenate([np.asarray(_log_mel(np.asarray(w_ns[i:i + 512])))
+                            for i in range(0, w_ns.shape[0], 512)])
+  return corpus.self_repetition(mel_nmf)
+
+
+def split(work, cat, seed, fp_seconds, n_reference_rows, n_flow_rows, n_distractor_rows,
+          max_reference_repetition=0.1, log=print):
+  """De-duplicates music, then assigns whole tracks to disjoint splits in a seeded order.
+
+  Reference tracks must be loop-free (at most `max_reference_repetition` of their
+  windows recurring); a looped track passed over goes to the next split instead.
+  """
   out = work / 'splits.json'
   if out.exists():
     return json.loads(out.read_text())
@@ -94,22 +113,25 @@ def split(work, cat, seed, fp_seconds, n_reference_rows, n_flow_rows, n_distract
   filled = dict.fromkeys(splits, 0)
   for e in order:
     # Fill each split in turn; rows from the fingerprinter split are seconds * 2.
-    name = next((n for n, t in targets if filled[n] < t), None)
-    if name is None:
-      break
-    splits[name].append(e)
-    filled[name] += rows[e['file']]
+    open_splits = [n for n, t in targets if filled[n] < t]
+    if open_splits and open_splits[0] == 'reference' and track_repetition(work, e) > max_reference_repetition:
+      open_splits = open_splits[1:]  # Looped tracks would make a query's true row ambiguous.
+    if not open_splits:
+      continue
+    splits[open_splits[0]].append(e)
+    filled[open_splits[0]] += rows[e['file']]
   noise = [e for e in cat['entries'] if e['kind'] == 'noise']
   noise = [noise[i] for i in rng.permutation(len(noise))]
   splits['noise_train'], splits['noise_query'] = noise[::2], noise[1::2]
-  result = {'splits': splits, 'rows': filled, 'distinct_tracks': len(keep), 'duplicates_dropped': sorted(dropped)}
+  result = {'splits': splits, 'rows': filled, 'max_reference_repetition': max_reference_repetition,
+            'distinct_tracks': len(keep), 'duplicates_dropped': sorted(dropped)}
   for name, items in splits.items():
     log(f'split: {name}: {len(items)} files, {sum(e["seconds"] for e in items) / 60:.0f} min')
   _write_json(out, result)
   return result
 
 
-def concat_audio(work, entries, context=0):
+def concat_audio(work, entries):
   """All entries' audio back to back, and each one's [start, end) sample range."""
   xs = [np.load(work / 'decoded' / e['file']) for e in entries]
   bounds, start = [], 0
@@ -119,10 +141,15 @@ def concat_audio(work, entries, context=0):
   return np.concatenate(xs), np.array(bounds, np.int32)
 
 
-def train_fingerprinter(work, splits, seed, steps, batch, log=print):
-  """Trains (resumably) and writes the shipped weights; returns (params, info)."""
-  info_path = work / 'fingerprinter' / 'info.json'
-  if WEIGHTS.exists() and info_path.exists():
+def train_fingerprinter(work, splits, seed, steps, batch, retrain=False, log=print):
+  """Trains (resumably) and writes the shipped weights; returns (params, info).
+
+  Shipped weights are reused unless `retrain`, so a rebuild embeds with the same
+  fingerprinter that produced the shipped data.
+  """
+  info_path = WEIGHTS.with_suffix('.json')
+  if not retrain and WEIGHTS.exists() and info_path.exists():
+    log(f'fingerprinter: using {WEIGHTS}')
     return fingerprinter.load_weights(WEIGHTS), json.loads(info_path.read_text())
   audio, bounds = concat_audio(work, splits['splits']['fingerprinter'])
   noise, _ = concat_audio(work, splits['splits']['noise_train'])
@@ -134,5 +161,170 @@ def train_fingerprinter(work, splits, seed, steps, batch, log=print):
   WEIGHTS.parent.mkdir(parents=True, exist_ok=True)
   fingerprinter.save_weights(WEIGHTS, params)
   info.update(batch=batch, params=fingerprinter.count_params(params), rir_seed=seed + 1)
-  _write_json(info_path, info)
+  info_path.write_text(json.dumps(info, indent=1))
   return params, info
+
+
+def windows(x, hop=HOP):
+  """[n_windows(x.size), SEGMENT] read-only view of 1 s windows at `hop`."""
+  n = n_windows(x.size)
+  return np.lib.stride_tricks.as_strided(x, (n, SEGMENT), (x.strides[0] * hop, x.strides[0]),
+                                         writeable=False)
+
+
+def embed_windows(params, x_ns, batch=512):
+  """Fingerprints of many 1 s windows; a fixed batch shape keeps one compiled program."""
+  out = []
+  for i in range(0, x_ns.shape[0], batch):
+    chunk = np.asarray(x_ns[i:i + batch], np.float32)
+    padded = np.zeros((batch, SEGMENT), np.float32)
+    padded[:chunk.shape[0]] = chunk
+    out.append(np.asarray(fingerprinter.embed_audio(params, padded))[:chunk.shape[0]])
+  return np.concatenate(out) if out else np.zeros((0, fingerprinter.DIM), np.float32)
+
+
+def embed_tracks(work, params, entries):
+  """Fingerprints of every window of every track, and each row's track index."""
+  e_nd, track_n = [], []
+  for i, e in enumerate(entries):
+    e_nd.append(embed_windows(params, windows(np.load(work / 'decoded' / e['file']))))
+    track_n.append(np.full(e_nd[-1].shape[0], i, np.int32))
+  return np.concatenate(e_nd), np.concatenate(track_n)
+
+
+def make_queries(key, work, params, splits, n_queries, query_rirs_nl, batch=500):
+  """Distorted 1 s excerpts of reference tracks at off-grid offsets, and their true rows.
+
+  The true row is the reference window nearest in time to the excerpt (at most a
+  quarter second away). Noise files and RIRs are disjoint from training's.
+  """
+  audio, bounds = concat_audio(work, splits['reference'])
+  noise, _ = concat_audio(work, splits['noise_query'])
+  rows_k = np.array([n_windows(int(b - a)) for a, b in bounds])
+  first_row_k = np.concatenate([[0], np.cumsum(rows_k)[:-1]])
+  k_pick, k_distort = jax.random.split(key)
+  rng = np.random.default_rng(np.asarray(jax.random.key_data(k_pick)).ravel())
+  starts, truth = [], []
+  while len(starts) < n_queries:
+    k = rng.choice(len(bounds), p=rows_k / rows_k.sum())
+    offset = int(rng.integers(augment.RIR_LEN, bounds[k, 1] - bounds[k, 0] - SEGMENT))
+    if offset % HOP == 0:
+      continue  # On-grid excerpts would align exactly with a stored window.
+    starts.append(bounds[k, 0] + offset)
+    truth.append(first_row_k[k] + min(int(round(offset / HOP)), rows_k[k] - 1))
+  distort = jax.jit(augment.distort)
+  e_qd = []
+  for i in range(0, n_queries, batch):
+    context_bt = np.stack([audio[s - augment.RIR_LEN:s + SEGMENT] for s in starts[i:i + batch]])
+    noisy_bs = distort(jax.random.fold_in(k_distort, i), context_bt, noise, query_rirs_nl)
+    e_qd.append(embed_windows(params, np.asarray(noisy_bs), batch))
+  return np.concatenate(e_qd), np.array(truth, np.int64)
+
+
+def hit_rate_at_1(query_qd, truth_q, reference_rd, distractors_nd=None, chunk=20000):
+  """Fraction of queries whose best inner product is their true reference row.
+
+  Exact search, with the distractors (if any) added to the database.
+  """
+  q = query_qd.astype(np.float32)
+  scores_qr = q @ reference_rd.astype(np.float32).T
+  top_q, score_true_q = scores_qr.argmax(axis=1), scores_qr[np.arange(len(q)), truth_q]
+  hit_q = top_q == truth_q
+  if distractors_nd is not None:
+    for i in range(0, distractors_nd.shape[0], chunk):
+      d = distractors_nd[i:i + chunk].astype(np.float32)
+      hit_q &= (q @ d.T).max(axis=1) < score_true_q
+  return float(hit_q.mean())
+
+
+def evaluate(key, query_qd, truth_q, reference_rd, reference_tracks_r, distractors_nd,
+             sizes=(1000, 10000, 30000), repeats=3):
+  """HR@1 against R alone, then with random subsets of real distractors (mean, std)."""
+  top_q = (query_qd.astype(np.float32) @ reference_rd.astype(np.float32).T).argmax(1)
+  # "Near": the right track within one segment (±0.5 s), as the paper's systems also report.
+  near_q = (np.abs(top_q - truth_q) <= 1) & (reference_tracks_r[top_q] == reference_tracks_r[truth_q])
+  result = {'hr1_reference_only': hit_rate_at_1(query_qd, truth_q, reference_rd),
+            'hr1_near_reference_only': float(near_q.mean()),
+            'with_distractors': []}
+  for size in [s for s in sizes if s < distractors_nd.shape[0]] + [distractors_nd.shape[0]]:
+    runs = []
+    for r in range(repeats if size < distractors_nd.shape[0] else 1):
+      idx = jax.random.choice(jax.random.fold_in(key, size * repeats + r), distractors_nd.shape[0],
+                              (size,), replace=False)
+      runs.append(hit_rate_at_1(query_qd, truth_q, reference_rd, distractors_nd[np.sort(np.asarray(idx))]))
+    result['with_distractors'].append({'n_distractors': size, 'hr1_mean': float(np.mean(runs)),
+                                       'hr1_std': float(np.std(runs)), 'repeats': len(runs)})
+  return result
+
+
+def export(work, out_dir, params, splits, cat, fp_info, seed, n_queries, log=print):
+  """Embeds every split, makes and scores the queries, writes data/ and metadata.json."""
+  out_dir.mkdir(parents=True, exist_ok=True)
+  sp = splits['splits']
+  arrays = {}
+  for name in ('reference', 'flow_train', 'distractors'):
+    path = work / 'embeddings' / f'{name}.npz'
+    if not path.exists():
+      log(f'export: embedding {name} ({len(sp[name])} tracks)')
+      path.parent.mkdir(exist_ok=True)
+      e_nd, track_n = embed_tracks(work, params, sp[name])
+      np.savez(path, e=e_nd.astype(np.float16), track=track_n)
+    with np.load(path) as f:
+      arrays[name], arrays[f'{name}_tracks'] = f['e'], f['track']
+  k_queries, k_eval = jax.random.split(jax.random.key(seed + 3))
+  query_rirs_nl = augment.room_impulse_responses(jax.random.key(seed + 2), 2000)
+  log(f'export: {n_queries} queries')
+  query_qd, truth_q = make_queries(k_queries, work, params, sp, n_queries, query_rirs_nl)
+  query_qd = query_qd.astype(np.float16)
+  files = {'flow_train.npy': arrays['flow_train'], 'reference.npy': arrays['reference'],
+           'reference_tracks.npy': arrays['reference_tracks'].astype(np.int32),
+           'queries.npy': query_qd, 'ground_truth.npy': truth_q,
+           'distractors.npy': arrays['distractors']}
+  for name, array in files.items():
+    np.save(out_dir / name, array)
+  log('export: scoring')
+  scores = evaluate(k_eval, query_qd, truth_q, arrays['reference'], arrays['reference_tracks'],
+                    arrays['distractors'])
+  packages = sorted({e['package'] for name in sp for e in sp[name]})
+  metadata = {
+      'description': 'Real NAFP-style fingerprints of free-licensed Debian game soundtracks; '
+                     'built by build_data.py (see docs/data.md).',
+      'sample_rate': SAMPLE_RATE, 'window_seconds': SEGMENT / SAMPLE_RATE, 'hop_seconds': HOP / SAMPLE_RATE,
+      'dim': fingerprinter.DIM, 'dtype': 'float16', 'l2_normalised': True, 'seed': seed,
+      'packages': {p: {'licenses': cat['licenses'].get(p, [])} for p in packages},
+      'rows': {name: int(array.shape[0]) for name, array in files.items()},
+      'splits': {name: {'tracks': len(sp[name]),
+                        'minutes': round(sum(e['seconds'] for e in sp[name]) / 60, 1),
+                        'files': [f"{e['package']}:{e['source']}" for e in sp[name]]}
+                 for name in sp},
+      'distinct_music_tracks': splits['distinct_tracks'],
+      'reference_max_repetition': splits['max_reference_repetition'],
+      'duplicates_dropped': splits['duplicates_dropped'],
+      'fingerprinter': {
+          'architecture': f'log-mel {features_summary()} -> 3x3 stride-2 convs {list(fingerprinter.CHANNELS)} '
+                          f'with LayerNorm+ELU -> Dense {fingerprinter.HIDDEN} ELU -> Dense '
+                          f'{fingerprinter.DIM} -> L2 normalise',
+          'loss': 'NT-Xent (temperature 0.05), positive = distorted, time-shifted copy; '
+                  'anchors 4 per track (two moments and their 0.5 s neighbours)',
+          'augmentations': augmentation_summary(),
+          'weights': 'rfp/audio/weights/fingerprinter.npz', **fp_info},
+      'queries': {'n': int(len(truth_q)), 'source': 'reference tracks, off-grid offsets',
+                  'distortion': augmentation_summary(), 'noise': 'noise_query files (disjoint from training)',
+                  'rir_seed': seed + 2, 'ground_truth': 'row in reference.npy of the nearest window'},
+      'retrieval': {'search': 'exact inner product', **scores},
+  }
+  _write_json(out_dir / 'metadata.json', metadata)
+  return metadata
+
+
+def features_summary():
+  f = features
+  return (f'{f.N_MELS} mel bins {f.F_MIN:.0f}-{f.F_MAX:.0f} Hz, n_fft {f.N_FFT}, '
+          f'hop {f.FRAME_HOP / f.SAMPLE_RATE * 1000:.0f} ms, {f.N_FRAMES} frames')
+
+
+def augmentation_summary():
+  return {'time_offset_seconds': [-augment.MAX_OFFSET / SAMPLE_RATE, augment.MAX_OFFSET / SAMPLE_RATE],
+          'snr_db': list(augment.SNR_DB_RANGE), 'rt60_seconds': list(augment.RT60_RANGE),
+          'drr_db': list(augment.DRR_DB_RANGE), 'rir_seconds': augment.RIR_LEN / SAMPLE_RATE,
+          'rir': 'direct path + exponentially decaying Gaussian noise'}

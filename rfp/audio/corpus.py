@@ -5,6 +5,7 @@ package); it is decoded once to 8 kHz mono float32 and cached as .npy.
 """
 
 import dataclasses
+import fnmatch
 import io
 import pathlib
 import re
@@ -74,13 +75,47 @@ def extract(deb, dest):
   return dest
 
 
-def copyright_licenses(root, package):
-  """The distinct `License:` short names in the package's Debian copyright file."""
+def copyright_licenses(root, package, sources=()):
+  """Licences from the package's Debian copyright file that cover `sources`.
+
+  Machine-readable (DEP-5) files: the `License:` of the last `Files:` stanza
+  matching each source, as DEP-5 specifies; patterns are matched as path suffixes
+  because they name upstream paths, not installed ones. Free-form files: the
+  lines that state the licence.
+  """
   path = pathlib.Path(root) / 'usr/share/doc' / package / 'copyright'
   if not path.exists():
     return []
-  names = re.findall(r'^License:\s*(\S.*)$', path.read_text(errors='replace'), re.MULTILINE)
-  return sorted(set(n.strip() for n in names))
+  text = path.read_text(errors='replace')
+  stanzas = []
+  for block in re.split(r'\n\s*\n', text):
+    files = re.search(r'^Files:(.*(?:\n[ \t].*)*)', block, re.MULTILINE)
+    license_name = re.search(r'^License:\s*(\S.*)$', block, re.MULTILINE)
+    if files and license_name:
+      stanzas.append((files.group(1).split(), license_name.group(1).strip()))
+  if not stanzas:
+    return _free_form_licenses(text)
+  found = set()
+  for source in sources:
+    name = source.name.replace('!', '/')
+    matches = [lic for patterns, lic in stanzas
+               if any(p == '*' or fnmatch.fnmatch(name, '*/' + p.lstrip('./')) for p in patterns)]
+    if matches:
+      found.add(matches[-1])
+  return sorted(found)
+
+
+def _free_form_licenses(text):
+  """The licences a free-form copyright file grants, for the two kinds the packages use."""
+  flat = ' '.join(text.split())
+  found = set()
+  for match in re.finditer(r'GNU General Public License,? (?:as published by the Free Software '
+                           r'Foundation;? )?(?:either )?version (\d)', flat):
+    later = re.match(r'[^.]{0,40}at your option\)?,? any later version', flat[match.end():])
+    found.add(f'GPL-{match.group(1)}' + ('+' if later else ''))
+  if re.search(r'CREATIVE COMMONS PUBLIC LICENSE', flat) and 'Attribution, ShareAlike' in flat:
+    found.add('CC-BY-SA (full text in the copyright file)')
+  return sorted(found) or ['see the copyright file']
 
 
 def find_sources(root, package, pattern):
@@ -148,6 +183,22 @@ def load(data, name, min_seconds=0.0, sr=SAMPLE_RATE):
   return x
 
 
+def self_repetition(x_ns, min_corr=0.9):
+  """Fraction of 1 s windows (rows of log-mel features) that recur elsewhere in the track.
+
+  Game music loops: a looped section is the same audio twice, so an excerpt of it
+  has no single true location. Neighbours (±1 window, overlapping audio) don't count.
+  """
+  f_nf = x_ns.reshape(x_ns.shape[0], -1)
+  f_nf = f_nf - f_nf.mean(axis=1, keepdims=True)
+  f_nf = f_nf / (np.linalg.norm(f_nf, axis=1, keepdims=True) + 1e-9)
+  corr_nn = f_nf @ f_nf.T
+  n = np.arange(f_nf.shape[0])
+  for k in (-1, 0, 1):
+    corr_nn[n, np.clip(n + k, 0, n.size - 1)] = -1.0
+  return float(np.mean(corr_nn.max(axis=1) > min_corr)) if n.size > 3 else 0.0
+
+
 def envelope_signature(x, sr=SAMPLE_RATE, block_seconds=0.5):
   """Z-normalised log-energy per 0.5 s block: robust to gain, codec and resampling."""
   block = int(sr * block_seconds)
@@ -180,8 +231,15 @@ def is_duplicate(sig_a, sig_b, max_lag=40, min_envelope_corr=0.9, min_spectral_c
     n = min(a.size, b.size)
     if n < 40:
       continue
-    best = max(best, float(np.corrcoef(a[:n], b[:n])[0, 1]))
+    best = max(best, _correlation(a[:n], b[:n]))
   return best >= min_envelope_corr
+
+
+def _correlation(a, b):
+  """Pearson correlation; 0 when either side is constant (no shape to compare)."""
+  a, b = a - a.mean(), b - b.mean()
+  denom = np.sqrt((a @ a) * (b @ b))
+  return float(a @ b / denom) if denom > 1e-9 else 0.0
 
 
 def deduplicate(signatures, durations):

@@ -1,0 +1,72 @@
+"""Builds the project's default data (data/*.npy) from real music in Debian packages.
+
+Stages (each skipped when its output exists, so a re-run resumes):
+  1. catalog        apt-get download + dpkg-deb -x the packages, decode tracks to
+                    8 kHz mono (ffmpeg), list music and background-noise files
+  2. split          de-duplicate tracks; assign whole tracks to disjoint splits
+  3. fingerprinter  train the NAFP-style encoder (reuses the shipped weights in
+                    rfp/audio/weights/ unless --retrain-fingerprinter)
+  4. export         embed every split, make distorted queries, score HR@1, write
+                    data/ and data/metadata.json
+"""
+
+import argparse
+import pathlib
+import sys
+import warnings
+
+from rfp.audio import corpus
+from rfp.errors import InputError
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument('--work-dir', default='work', type=pathlib.Path,
+                      help='downloads, decoded audio, checkpoints (default: %(default)s; several GB)')
+  parser.add_argument('--out-dir', default='data', type=pathlib.Path, help='default: %(default)s')
+  parser.add_argument('--seed', default=0, type=int, help='splits, training, queries (default: %(default)s)')
+  parser.add_argument('--fp-steps', default=4500, type=int, help='fingerprinter steps (default: %(default)s)')
+  parser.add_argument('--fp-batch', default=64, type=int,
+                      help='clean/distorted pairs per step (default: %(default)s)')
+  parser.add_argument('--fp-minutes', default=150, type=int,
+                      help='music reserved for fingerprinter training (default: %(default)s)')
+  parser.add_argument('--reference-rows', default=12000, type=int, help='default: %(default)s')
+  parser.add_argument('--flow-rows', default=55000, type=int, help='default: %(default)s')
+  parser.add_argument('--distractor-rows', default=75000, type=int,
+                      help='at most this many (the music runs out first); default: %(default)s')
+  parser.add_argument('--queries', default=2000, type=int, help='default: %(default)s')
+  parser.add_argument('--music-packages', default=','.join(corpus.MUSIC_PACKAGES),
+                      help='comma-separated Debian packages to take music from (default: %(default)s)')
+  parser.add_argument('--noise-packages', default=','.join(corpus.NOISE_PACKAGES),
+                      help='comma-separated packages with background noise (default: %(default)s)')
+  parser.add_argument('--retrain-fingerprinter', action='store_true',
+                      help='train instead of using the shipped weights (resumes from WORK_DIR/fingerprinter/; delete it to start over)')
+  args = parser.parse_args(argv)
+  warnings.formatwarning = lambda message, category, *_: f'warning: {message}\n'
+  log = lambda m: print(m, flush=True)
+  from rfp.audio import build  # Imports JAX: after argparse, so --help stays instant.
+  try:
+    args.work_dir.mkdir(parents=True, exist_ok=True)
+    cat = build.catalog(args.work_dir, args.music_packages.split(','), args.noise_packages.split(','),
+                        log=log)
+    splits = build.split(args.work_dir, cat, args.seed, args.fp_minutes * 60, args.reference_rows,
+                         args.flow_rows, args.distractor_rows, log=log)
+    params, fp_info = build.train_fingerprinter(args.work_dir, splits, args.seed, args.fp_steps,
+                                                args.fp_batch, args.retrain_fingerprinter, log=log)
+    if (args.out_dir / 'metadata.json').exists():
+      log(f'export: {args.out_dir}/metadata.json exists; delete it to rebuild {args.out_dir}/')
+      return 0
+    meta = build.export(args.work_dir, args.out_dir, params, splits, cat, fp_info, args.seed,
+                        args.queries, log=log)
+  except InputError as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 1
+  r = meta['retrieval']
+  log(f'done: HR@1 {100 * r["hr1_reference_only"]:.1f}% against the reference set alone; '
+      + ', '.join(f'{100 * d["hr1_mean"]:.1f}% with {d["n_distractors"]} distractors'
+                  for d in r['with_distractors']))
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())

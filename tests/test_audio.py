@@ -1,0 +1,205 @@
+"""The audio pipeline on synthetic audio: features, distortions, encoder, corpus, CLI."""
+
+import io
+import os
+import stat
+import zipfile
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import soundfile
+
+import build_data
+from rfp.audio import augment, build, corpus, fingerprinter
+from rfp.audio.features import HOP, N_FRAMES, N_MELS, SAMPLE_RATE, SEGMENT, log_mel
+
+
+def _music(seconds, seed=0, sr=SAMPLE_RATE):
+  """A few seconds of random notes with an envelope: enough structure to fingerprint."""
+  rng = np.random.default_rng(seed)
+  t = np.arange(int(seconds * sr)) / sr
+  note = (t * 4).astype(int)
+  pitch, loudness = rng.uniform(200, 3000, size=(2, note[-1] + 1))
+  return (0.3 * np.sin(2 * np.pi * pitch[note] * t) * loudness[note] / 3000).astype(np.float32)
+
+
+def _wav_bytes(x, sr=SAMPLE_RATE, fmt='WAV'):
+  buf = io.BytesIO()
+  soundfile.write(buf, x, sr, format=fmt)
+  return buf.getvalue()
+
+
+def test_log_mel_shape_and_gain_invariance():
+  x_bs = jnp.asarray(np.stack([_music(1.0, 0), _music(1.0, 1)]))
+  mel = log_mel(x_bs)
+  assert mel.shape == (2, N_MELS, N_FRAMES)
+  np.testing.assert_allclose(log_mel(0.05 * x_bs), mel, atol=1e-3)
+  assert float(jnp.abs(mel[0] - mel[1]).mean()) > 0.05  # Different audio, different features.
+
+
+def test_rirs_are_deterministic_unit_norm_with_the_asked_direct_to_reverberant_ratio():
+  rirs = augment.room_impulse_responses(jax.random.key(0), 8, drr_db_range=(6.0, 6.0))
+  assert rirs.shape == (8, augment.RIR_LEN)
+  np.testing.assert_allclose(jnp.linalg.norm(rirs, axis=1), 1.0, rtol=1e-5)
+  np.testing.assert_array_equal(rirs, augment.room_impulse_responses(jax.random.key(0), 8, drr_db_range=(6.0, 6.0)))
+  assert not np.allclose(rirs, augment.room_impulse_responses(jax.random.key(1), 8, drr_db_range=(6.0, 6.0)))
+  drr_db = 10 * np.log10(rirs[:, 0] ** 2 / jnp.sum(rirs[:, 1:] ** 2, axis=1))
+  np.testing.assert_allclose(drr_db, 6.0, atol=1e-3)
+
+
+def test_reverberate_is_causal_convolution():
+  x_bt = jnp.asarray(_music(0.5)[None])
+  delay = jnp.zeros((1, 64)).at[0, 10].set(1.0)
+  np.testing.assert_allclose(augment.reverberate(x_bt, delay)[0, 10:], x_bt[0, :-10], atol=1e-5)
+  np.testing.assert_allclose(augment.reverberate(x_bt, delay)[0, :10], 0.0, atol=1e-5)
+
+
+@pytest.mark.parametrize('snr_db', [0.0, 3.0, 10.0])
+def test_mix_at_snr_gives_the_asked_snr(snr_db):
+  x_bt = jnp.asarray(np.stack([_music(1.0, 0), 0.01 * _music(1.0, 1)]))
+  noise_bt = jax.random.normal(jax.random.key(0), x_bt.shape) * jnp.array([[3.0], [0.2]])
+  y_bt = augment.mix_at_snr(x_bt, noise_bt, jnp.full((2,), snr_db))
+  measured = 10 * np.log10(jnp.mean(x_bt**2, axis=1) / jnp.mean((y_bt - x_bt) ** 2, axis=1))
+  np.testing.assert_allclose(measured, snr_db, atol=1e-3)
+
+
+def test_distort_keeps_length_is_deterministic_and_hits_the_snr():
+  x_bt = jnp.asarray(np.stack([_music(1.5, s) for s in range(3)]))
+  noise = jax.random.normal(jax.random.key(5), (3 * SAMPLE_RATE,))
+  rirs = augment.room_impulse_responses(jax.random.key(0), 4)
+  y = augment.distort(jax.random.key(1), x_bt, noise, rirs, snr_db_range=(5.0, 5.0))
+  assert y.shape == (3, SEGMENT)
+  np.testing.assert_array_equal(y, augment.distort(jax.random.key(1), x_bt, noise, rirs, snr_db_range=(5.0, 5.0)))
+  assert not np.allclose(y, augment.distort(jax.random.key(2), x_bt, noise, rirs, snr_db_range=(5.0, 5.0)))
+  # With a single dry room the clean part is known exactly, so the added noise can be measured.
+  dry = jnp.zeros((1, augment.RIR_LEN)).at[0, 0].set(1.0)
+  y_dry = augment.distort(jax.random.key(1), x_bt, noise, dry, snr_db_range=(5.0, 5.0))
+  clean = x_bt[:, -SEGMENT:]
+  snr = 10 * np.log10(jnp.mean(clean**2, axis=1) / jnp.mean((y_dry - clean) ** 2, axis=1))
+  np.testing.assert_allclose(snr, 5.0, atol=1e-3)
+
+
+def test_encoder_gives_deterministic_unit_fingerprints():
+  params = fingerprinter.init_params(jax.random.key(0))
+  assert 1_000_000 < fingerprinter.count_params(params) < 3_000_000
+  x_bs = jnp.asarray(np.stack([_music(1.0, s) for s in range(4)]))
+  e = fingerprinter.embed_audio(params, x_bs)
+  assert e.shape == (4, fingerprinter.DIM)
+  np.testing.assert_allclose(jnp.linalg.norm(e, axis=1), 1.0, rtol=1e-5)
+  np.testing.assert_array_equal(e, fingerprinter.embed_audio(params, x_bs))
+
+
+def test_nt_xent_rewards_matching_pairs():
+  a = jax.random.normal(jax.random.key(0), (16, 8))
+  a /= jnp.linalg.norm(a, axis=1, keepdims=True)
+  loss_same, acc_same = fingerprinter.nt_xent(a, a, 0.05)
+  loss_rand, _ = fingerprinter.nt_xent(a, jnp.roll(a, 1, axis=0), 0.05)
+  assert acc_same == 1.0 and loss_same < 0.1 < loss_rand
+
+
+def test_weights_round_trip_in_float16_barely_moves_fingerprints(tmp_path):
+  params = fingerprinter.init_params(jax.random.key(0))
+  fingerprinter.save_weights(tmp_path / 'w.npz', params)
+  loaded = fingerprinter.load_weights(tmp_path / 'w.npz')
+  assert jax.tree.structure(loaded) == jax.tree.structure(params)
+  x_bs = jnp.asarray(np.stack([_music(1.0, s) for s in range(4)]))
+  np.testing.assert_allclose(fingerprinter.embed_audio(loaded, x_bs), fingerprinter.embed_audio(params, x_bs), atol=5e-3)
+  fingerprinter.save_weights(tmp_path / 'again.npz', loaded)  # Float16 values survive exactly.
+  np.testing.assert_array_equal(fingerprinter.embed_audio(fingerprinter.load_weights(tmp_path / 'again.npz'), x_bs),
+                                fingerprinter.embed_audio(loaded, x_bs))
+
+
+def test_training_resumes_from_its_checkpoint(tmp_path):
+  audio = np.concatenate([_music(4.0, 0), _music(4.0, 1)])
+  bounds = np.array([[0, 4 * SAMPLE_RATE], [4 * SAMPLE_RATE, 8 * SAMPLE_RATE]])
+  noise = np.random.default_rng(0).normal(size=2 * SAMPLE_RATE).astype(np.float32)
+  rirs = augment.room_impulse_responses(jax.random.key(0), 4)
+  logs = []
+  args = (jax.random.key(0), audio, bounds, noise, rirs, tmp_path)
+  tiny = fingerprinter.Encoder(channels=(4, 8), hidden=16)
+  fingerprinter.train(*args, steps=2, batch=4, ckpt_every=1, model=tiny, log=logs.append)
+  params, info = fingerprinter.train(*args, steps=3, batch=4, ckpt_every=1, model=tiny, log=logs.append)
+  assert logs == ['fingerprinter: resuming at step 2'] and info['steps'] == 3
+
+
+def test_windows_are_one_second_at_half_second_hop():
+  x = np.arange(int(3.7 * SAMPLE_RATE), dtype=np.float32)
+  w = build.windows(x)
+  assert w.shape == (build.n_windows(x.size), SEGMENT) == (6, SEGMENT)
+  np.testing.assert_array_equal(w[:, 0], np.arange(6) * HOP)
+
+
+def test_hit_rate_counts_distractors_that_outscore_the_truth():
+  reference = np.eye(4, dtype=np.float32)
+  queries = np.array([[1, 0.1, 0, 0], [0, 0, 1, 0]], np.float32)
+  assert build.hit_rate_at_1(queries, np.array([0, 2]), reference) == 1.0
+  assert build.hit_rate_at_1(queries, np.array([0, 3]), reference) == 0.5
+  distractor = np.array([[0, 0, 1, 0]], np.float32) * 1.01
+  assert build.hit_rate_at_1(queries, np.array([0, 2]), reference, distractor) == 0.5
+
+
+def test_load_decodes_and_resamples_wav_and_ogg():
+  x = _music(2.0, sr=16000)
+  for fmt in ('WAV', 'OGG'):
+    y = corpus.load(_wav_bytes(x, 16000, fmt), f'song.{fmt.lower()}')
+    assert y.dtype == np.float32 and abs(y.size - 2 * SAMPLE_RATE) <= 0.02 * SAMPLE_RATE  # Codec padding.
+    # Notes sit below 4 kHz, so resampling to 8 kHz keeps their energy.
+    np.testing.assert_allclose(np.sqrt(np.mean(y**2)), np.sqrt(np.mean(x**2)), rtol=0.1)
+
+
+def test_silent_and_unreadable_files_are_skipped_with_a_warning_naming_them():
+  with pytest.warns(UserWarning, match='silent.*quiet.wav'):
+    assert corpus.load(_wav_bytes(np.zeros(SAMPLE_RATE, np.float32)), 'quiet.wav') is None
+  with pytest.warns(UserWarning, match='unreadable.*broken.ogg'):
+    assert corpus.load(b'OggS this is not audio', 'broken.ogg') is None
+
+
+def test_find_sources_looks_inside_archives_and_filters_by_path(tmp_path):
+  (tmp_path / 'usr/music').mkdir(parents=True)
+  (tmp_path / 'usr/sfx').mkdir(parents=True)
+  (tmp_path / 'usr/music/a.ogg').write_bytes(b'')
+  (tmp_path / 'usr/sfx/boom.wav').write_bytes(b'')
+  with zipfile.ZipFile(tmp_path / 'usr/data.pk3', 'w') as z:
+    z.writestr('music/b.wav', _wav_bytes(_music(1.0)))
+    z.writestr('textures/c.png', b'')
+  sources = corpus.find_sources(tmp_path, 'pkg', 'music')
+  assert [s.name for s in sources] == ['usr/data.pk3!music/b.wav', 'usr/music/a.ogg']
+  assert corpus.read_bytes(tmp_path, sources[0]) == _wav_bytes(_music(1.0))
+
+
+def test_deduplicate_drops_a_quieter_shifted_copy_and_keeps_other_tracks():
+  a, b = _music(60.0, 0), _music(60.0, 1)
+  copy = 0.5 * np.concatenate([np.zeros(3 * SAMPLE_RATE, np.float32), a])[:a.size]
+  tracks = [a, b, copy]
+  sigs = [(corpus.envelope_signature(x), corpus.spectral_signature(x)) for x in tracks]
+  assert corpus.deduplicate(sigs, [x.size / SAMPLE_RATE for x in tracks]) == [0, 1]
+
+
+def test_copyright_licenses_follow_dep5_stanzas_and_free_form_gpl(tmp_path):
+  doc = tmp_path / 'usr/share/doc/pkg'
+  doc.mkdir(parents=True)
+  (doc / 'copyright').write_text(
+      'Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\n'
+      'Files: *\nLicense: GPL-3+\n\nFiles: data/music/*\n sounds/*.ogg\nLicense: CC-BY-SA-3.0\n text\n')
+  music = corpus.Source('pkg', 'usr/share/game/data.pk3', 'data/music/a.ogg')
+  code = corpus.Source('pkg', 'usr/share/game/other.wav')
+  assert corpus.copyright_licenses(tmp_path, 'pkg', [music]) == ['CC-BY-SA-3.0']
+  assert corpus.copyright_licenses(tmp_path, 'pkg', [music, code]) == ['CC-BY-SA-3.0', 'GPL-3+']
+  (doc / 'copyright').write_text('This program is free software; you can redistribute it under the terms\n'
+                                 'of the GNU General Public License as published by the Free Software\n'
+                                 'Foundation; either version 2 of the License, or (at your option) any later version.\n')
+  assert corpus.copyright_licenses(tmp_path, 'pkg', [code]) == ['GPL-2+']
+
+
+def test_missing_package_is_one_line_and_nonzero(tmp_path, monkeypatch, capsys):
+  fake = tmp_path / 'bin' / 'apt-get'
+  fake.parent.mkdir()
+  fake.write_text('#!/bin/sh\necho "E: Unable to locate package $2" >&2\nexit 100\n')
+  fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+  monkeypatch.setenv('PATH', f'{fake.parent}{os.pathsep}{os.environ["PATH"]}')
+  rc = build_data.main(['--work-dir', str(tmp_path / 'w'), '--music-packages', 'no-such-pkg'])
+  err = capsys.readouterr().err
+  assert rc == 1
+  assert err.count('\n') == 1 and 'Unable to locate package no-such-pkg' in err and 'hint' in err
