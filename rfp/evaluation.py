@@ -193,8 +193,9 @@ def _sizes(values, name):
 def plan_sizes(cfg, inputs):
   """Distractor counts per curve: {'synthetic', 'real', 'real2'} -> sizes, plus notes.
 
-  `eval.sizes` drives the synthetic curve; the real curve stops at the pool
-  size unless `eval.real_sizes` asks for more, which is an error.
+  `eval.sizes` drives the synthetic curve; the real curve follows it up to the
+  pool and ends with the whole pool (a size both curves then run), unless
+  `eval.real_sizes` lists its sizes; asking for more than the pool is an error.
   """
   sizes = _sizes(cfg.sizes, 'eval.sizes')
   if cfg.repeats < 1:
@@ -212,8 +213,12 @@ def plan_sizes(cfg, inputs):
   elif inputs.real is not None:
     real = [s for s in sizes if s <= inputs.real.n]
     if len(real) < len(sizes):
-      notes.append(f'real curve stops at the pool size ({inputs.real.n:,} rows): sizes '
+      # The whole pool is the largest real point; synthetic runs it too, side by side.
+      notes.append(f'real curve ends with the whole pool ({inputs.real.n:,} rows): sizes '
                    f'{", ".join(f"{s:,}" for s in sizes if s > inputs.real.n)} are synthetic only')
+      if inputs.real.n not in real:
+        real.append(inputs.real.n)
+        sizes = sorted(sizes + [inputs.real.n])
   real2 = [s for s in real if inputs.real2 is not None and s <= inputs.real2.n]
   return {'synthetic': sizes, 'real': real, 'real2': real2}, notes
 
@@ -464,13 +469,13 @@ def fidelity(inputs, synthetic, rows, seed):
 def table3(curves, fidelity_figures):
   """The paper's Table 3 for this run: HR@1 at two synthetic sizes, degradation, JS, FD.
 
-  The sizes are 1M and 100M where run, else the smallest and largest run.
+  The sizes are 1M and 100M where both were run, else the smallest and largest run.
   """
   by_size = {p['size']: p['hr1']['mean'] for p in curves.get('synthetic', [])}
   out = {}
   if by_size:
-    lo = TABLE3_SIZES[0] if TABLE3_SIZES[0] in by_size else min(by_size)
-    hi = TABLE3_SIZES[1] if TABLE3_SIZES[1] in by_size else max(by_size)
+    both = all(size in by_size for size in TABLE3_SIZES)
+    lo, hi = TABLE3_SIZES if both else (min(by_size), max(by_size))
     out.update({'size_lo': lo, 'hr1_lo': by_size[lo], 'size_hi': hi, 'hr1_hi': by_size[hi],
                 'degradation_pct': (100 * (by_size[lo] - by_size[hi]) / by_size[lo]
                                     if hi > lo and by_size[lo] > 0 else None)})

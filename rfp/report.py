@@ -183,7 +183,7 @@ def markdown(results):
       f'# Evaluation of {results.get("system") or results["run"]["workdir"]}',
       '## Summary (paper, Table 3 layout)',
       _table3(results),
-      ('HR@1 at the smallest and largest synthetic sizes run (1M and 100M where run); '
+      ('HR@1 at 1M and 100M synthetic distractors where both were run, else at the smallest and largest sizes run; '
        'degradation % = 100 · (HR@1 small − HR@1 large) / HR@1 small.'
        if 'size_lo' in t else ''),
       '## Fidelity', _fidelity(results),

@@ -85,10 +85,10 @@ def test_evaluate_end_to_end_leaves_inputs_untouched(dataset, tmp_path):
     assert (tmp_path / 'out' / name).stat().st_size > 0
   results = json.loads((tmp_path / 'out' / 'results.json').read_text())
   curves = results['scaling']
-  assert [p['size'] for p in curves['real']] == [300, 2000]  # Pool of 3,000 rows.
-  assert [p['size'] for p in curves['synthetic']] == [300, 2000, 5000]
-  assert [p['size'] for p in curves['real2']] == [300, 2000]
-  assert any('real curve stops at the pool size' in n for n in results['notes'])
+  assert [p['size'] for p in curves['real']] == [300, 2000, 3000]  # Pool of 3,000 rows.
+  assert [p['size'] for p in curves['synthetic']] == [300, 2000, 3000, 5000]
+  assert [p['size'] for p in curves['real2']] == [300, 2000, 3000]
+  assert any('real curve ends with the whole pool' in n for n in results['notes'])
   assert any('share rows' in n for n in results['notes'])  # 2 x 5,000 > 6,000 synthetic.
   for kind in ('real', 'synthetic'):
     for point in curves[kind]:
