@@ -27,15 +27,8 @@ address), --num-processes P and --process-id p. Process p writes shards
 p, p + P, p + 2P, ... into --out (shared or not), so use at least P shards."""
 
 
-class _Parser(argparse.ArgumentParser):
-  """Reports a bad flag as one line (`error: ...`, exit 2), like every other input error."""
-
-  def error(self, message):
-    raise InputError(f'{message} (see --help)')
-
-
 def make_parser():
-  parser = _Parser(description=__doc__, epilog=_EPILOG,
+  parser = cli.Parser(description=__doc__, epilog=_EPILOG,
                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument('--workdir', default=None,
                       help='training run to sample from (default: the most recent under runs/)')

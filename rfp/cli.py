@@ -81,9 +81,16 @@ def split_overrides(argv):
   return rest, overrides
 
 
+class Parser(argparse.ArgumentParser):
+  """Reports a bad flag as one line (`error: ...`, exit 2), like every other input error."""
+
+  def error(self, message):
+    raise InputError(f'{message} (see --help)')
+
+
 def make_parser(description, default_config, epilog=''):
-  """An argparse parser with the shared `--config` flag."""
-  parser = argparse.ArgumentParser(
+  """A parser with the shared `--config` flag; bad flags are one-line errors."""
+  parser = Parser(
       description=description,
       epilog=(epilog + '\n\nAny config field can be overridden as '
               '--config.SECTION.KEY=VALUE, e.g. --config.train.epochs=3.').strip(),
