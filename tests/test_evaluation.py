@@ -109,6 +109,24 @@ def test_evaluate_end_to_end_leaves_inputs_untouched(dataset, tmp_path):
   assert 'FD sees only means and covariances' in report and 'Degradation %' in report
 
 
+def test_shared_index_training_serves_every_point(dataset, tmp_path):
+  root, workdir, paths = dataset
+  evaluate.main(['--workdir', str(workdir), '--out', str(tmp_path / 'out'), '--quiet',
+                 *_overrides(paths, root / 'synthetic', **{
+                     'eval.sizes': [300, 2000], 'eval.repeats': 1,
+                     'eval.index.shared_training': True})])
+  results = json.loads((tmp_path / 'out' / 'results.json').read_text())
+  points = [p for kind in ('real', 'synthetic') for c in results['scaling'][kind]
+            for p in c['repeats']]
+  assert len(points) == 4
+  # One codebook, trained on references + real rows, behind every database.
+  assert len({json.dumps(p['index'], sort_keys=True) for p in points}) == 1
+  assert points[0]['index']['train_rows'] == 2000
+  for r, s in zip(results['scaling']['real'], results['scaling']['synthetic']):
+    assert abs(r['hr1']['mean'] - s['hr1']['mean']) < 0.15
+  assert 'trained on up to 2,000 rows once' in (tmp_path / 'out' / 'report.md').read_text()
+
+
 def _nafp_folder(root, refs, queries, pool):
   folder = root / 'nafp'
   folder.mkdir()
