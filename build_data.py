@@ -13,14 +13,14 @@ Stages (each skipped when its output exists, so a re-run resumes):
 import argparse
 import pathlib
 import sys
-import warnings
 
+from rfp import cli
 from rfp.audio import corpus
-from rfp.errors import InputError
 
 
+@cli.main
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = cli.Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument('--work-dir', default='work', type=pathlib.Path,
                       help='downloads, decoded audio, checkpoints (default: %(default)s; several GB)')
   parser.add_argument('--out-dir', default='data', type=pathlib.Path, help='default: %(default)s')
@@ -42,25 +42,20 @@ def main(argv=None):
   parser.add_argument('--retrain-fingerprinter', action='store_true',
                       help='train instead of using the shipped weights (resumes from WORK_DIR/fingerprinter/; delete it to start over)')
   args = parser.parse_args(argv)
-  warnings.formatwarning = lambda message, category, *_: f'warning: {message}\n'
   log = lambda m: print(m, flush=True)
   from rfp.audio import build  # Imports JAX: after argparse, so --help stays instant.
-  try:
-    args.work_dir.mkdir(parents=True, exist_ok=True)
-    cat = build.catalog(args.work_dir, args.music_packages.split(','), args.noise_packages.split(','),
-                        log=log)
-    splits = build.split(args.work_dir, cat, args.seed, args.fp_minutes * 60, args.reference_rows,
-                         args.flow_rows, args.distractor_rows, log=log)
-    params, fp_info = build.train_fingerprinter(args.work_dir, splits, args.seed, args.fp_steps,
-                                                args.fp_batch, args.retrain_fingerprinter, log=log)
-    if (args.out_dir / 'metadata.json').exists():
-      log(f'export: {args.out_dir}/metadata.json exists; delete it to rebuild {args.out_dir}/')
-      return 0
-    meta = build.export(args.work_dir, args.out_dir, params, splits, cat, fp_info, args.seed,
-                        args.queries, log=log)
-  except InputError as e:
-    print(f'error: {e}', file=sys.stderr)
-    return 1
+  args.work_dir.mkdir(parents=True, exist_ok=True)
+  cat = build.catalog(args.work_dir, args.music_packages.split(','), args.noise_packages.split(','),
+                      log=log)
+  splits = build.split(args.work_dir, cat, args.seed, args.fp_minutes * 60, args.reference_rows,
+                       args.flow_rows, args.distractor_rows, log=log)
+  params, fp_info = build.train_fingerprinter(args.work_dir, splits, args.seed, args.fp_steps,
+                                              args.fp_batch, args.retrain_fingerprinter, log=log)
+  if (args.out_dir / 'metadata.json').exists():
+    log(f'export: {args.out_dir}/metadata.json exists; delete it to rebuild {args.out_dir}/')
+    return 0
+  meta = build.export(args.work_dir, args.out_dir, params, splits, cat, fp_info, args.seed,
+                      args.queries, log=log)
   r = meta['retrieval']
   log(f'done: HR@1 {100 * r["hr1_reference_only"]:.1f}% against the reference set alone; '
       + ', '.join(f'{100 * d["hr1_mean"]:.1f}% with {d["n_distractors"]} distractors'

@@ -199,7 +199,8 @@ def test_missing_package_is_one_line_and_nonzero(tmp_path, monkeypatch, capsys):
   fake.write_text('#!/bin/sh\necho "E: Unable to locate package $2" >&2\nexit 100\n')
   fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
   monkeypatch.setenv('PATH', f'{fake.parent}{os.pathsep}{os.environ["PATH"]}')
-  rc = build_data.main(['--work-dir', str(tmp_path / 'w'), '--music-packages', 'no-such-pkg'])
+  with pytest.raises(SystemExit) as exit_info:
+    build_data.main(['--work-dir', str(tmp_path / 'w'), '--music-packages', 'no-such-pkg'])
   err = capsys.readouterr().err
-  assert rc == 1
+  assert exit_info.value.code == 2
   assert err.count('\n') == 1 and 'Unable to locate package no-such-pkg' in err and 'hint' in err
