@@ -71,8 +71,8 @@ def read_json(path):
 def load_run(workdir, which='best'):
   """Everything needed to sample from a trained run.
 
-  Returns (config, params, stats, meta) where meta holds the checkpoint's step,
-  epoch and validation FD.
+  Returns (config, params, stats, meta) where meta holds the checkpoint's
+  `step` and, for `best` checkpoints, its epoch and validation FD.
   """
   workdir = pathlib.Path(workdir)
   if not workdir.is_dir():
@@ -86,7 +86,7 @@ def load_run(workdir, which='best'):
   if manager.latest_step() is None:
     raise InputError(f'{workdir}: no {which} checkpoint in ckpt/{which}; train first')
   state, meta = restore(manager)
-  return config, state['params'], stats, meta
+  return config, state['params'], stats, {**meta, 'step': int(state['step'])}
 
 
 def latest_run(root='runs'):

@@ -217,8 +217,7 @@ def write_samples(workdir, out, n, shards, *, seed=0, steps=None, solver=None,
   if out.exists() and not out.is_dir():
     raise InputError(f'{out}: exists and is not a folder')
   config, params, stats, meta = checkpoint.load_run(workdir, which)
-  latest, best = checkpoint.managers(workdir)
-  step = (best if which == 'best' else latest).latest_step()
+  step = meta['step']
   steps = steps or config.sample.steps
   solver = solver or config.sample.solver
   batch_size = batch_size or config.sample.batch_size
