@@ -31,6 +31,20 @@ from rfp import cli, data, model as model_lib, sampling, sharding  # pylint: dis
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
+def machine():
+  """The hardware and JAX version, for the first line of a results table."""
+  return (f'{platform.processor() or platform.machine()}, {jax.device_count()} x '
+          f'{jax.devices()[0].device_kind}, jax {jax.__version__}')
+
+
+def variants(names, dtypes):
+  """(name, dtype, config) for each comma-separated configs/NAME.py and matmul dtype."""
+  for name in names.split(','):
+    for dtype in dtypes.split(','):
+      yield name, dtype, cli.load_config(ROOT / 'configs' / f'{name}.py',
+                                         [f'model.dtype={dtype!r}'])
+
+
 def seconds(fn, iters):
   """Mean seconds per call over `iters` calls, dispatched back to back.
 
@@ -110,19 +124,15 @@ def main():
   parser.add_argument('--repeats', type=int, default=3,
                       help='interleaved timings; the best is kept')
   args = parser.parse_args()
-  print(f'# {platform.processor() or platform.machine()}, {jax.device_count()} x '
-        f'{jax.devices()[0].device_kind}, jax {jax.__version__}, {args.steps} Euler steps, '
-        f'batch {args.batch_size}')
+  print(f'# {machine()}, {args.steps} Euler steps, batch {args.batch_size}')
   print('| config | model | matmul dtype | samples/s | model TFLOP/s | matmul TFLOP/s | ratio |')
   print('|---|---|---|---|---|---|---|')
-  for name in args.configs.split(','):
-    for dtype in args.dtypes.split(','):
-      cfg = cli.load_config(ROOT / 'configs' / f'{name}.py', [f'model.dtype={dtype!r}'])
-      m = cfg.model
-      rate, peak = measure(cfg, args.steps, args.batch_size, args.iters, args.repeats)
-      achieved = model_lib.flops_per_row(m) * args.steps * rate
-      print(f'| {name} | {m.width}x{m.depth} {m.ffn} | {dtype} | {rate:,.0f} | '
-            f'{achieved / 1e12:.4f} | {peak / 1e12:.4f} | {achieved / peak:.0%} |', flush=True)
+  for name, dtype, cfg in variants(args.configs, args.dtypes):
+    m = cfg.model
+    rate, peak = measure(cfg, args.steps, args.batch_size, args.iters, args.repeats)
+    achieved = model_lib.flops_per_row(m) * args.steps * rate
+    print(f'| {name} | {m.width}x{m.depth} {m.ffn} | {dtype} | {rate:,.0f} | '
+          f'{achieved / 1e12:.4f} | {peak / 1e12:.4f} | {achieved / peak:.0%} |', flush=True)
 
 
 if __name__ == '__main__':

@@ -12,7 +12,6 @@ workload's shapes. Prints one table; paste it into bench/RESULTS.md.
 
 import argparse
 import pathlib
-import platform
 import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
@@ -22,9 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bench import sample_throughput  # pylint: disable=wrong-import-position
-from rfp import cli, model as model_lib, sharding, train  # pylint: disable=wrong-import-position
-
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+from rfp import model as model_lib, sharding, train  # pylint: disable=wrong-import-position
 
 
 def train_steps_per_s(cfg, batch, iters):
@@ -48,24 +45,21 @@ def main():
   parser.add_argument('--batch-size', type=int, default=256)
   parser.add_argument('--iters', type=int, default=5)
   args = parser.parse_args()
-  print(f'# {platform.processor() or platform.machine()}, {jax.device_count()} x '
-        f'{jax.devices()[0].device_kind}, jax {jax.__version__}, batch {args.batch_size}')
+  print(f'# {sample_throughput.machine()}, batch {args.batch_size}')
   print('| config | model | matmul dtype | steps/s | rows/s | model TFLOP/s | matmul TFLOP/s | ratio |')
   print('|---|---|---|---|---|---|---|---|')
-  for name in args.configs.split(','):
-    for dtype in args.dtypes.split(','):
-      cfg = cli.load_config(ROOT / 'configs' / f'{name}.py', [f'model.dtype={dtype!r}'])
-      m = cfg.model
-      rate = train_steps_per_s(cfg, args.batch_size, args.iters)
-      # Forward plus backward (gradients for activations and weights): 3x.
-      achieved = 3 * model_lib.flops_per_row(m) * args.batch_size * rate
-      matmul, flops = sample_throughput.make_matmul(args.batch_size, m.width, m.hidden,
-                                                    jnp.dtype(dtype))
-      matmul()
-      peak = flops / sample_throughput.seconds(matmul, args.iters * 4)
-      print(f'| {name} | {m.width}x{m.depth} {m.ffn} | {dtype} | {rate:.2f} | '
-            f'{rate * args.batch_size:,.0f} | {achieved / 1e12:.4f} | {peak / 1e12:.4f} | '
-            f'{achieved / peak:.0%} |', flush=True)
+  for name, dtype, cfg in sample_throughput.variants(args.configs, args.dtypes):
+    m = cfg.model
+    rate = train_steps_per_s(cfg, args.batch_size, args.iters)
+    # Forward plus backward (gradients for activations and weights): 3x.
+    achieved = 3 * model_lib.flops_per_row(m) * args.batch_size * rate
+    matmul, flops = sample_throughput.make_matmul(args.batch_size, m.width, m.hidden,
+                                                  jnp.dtype(dtype))
+    matmul()
+    peak = flops / sample_throughput.seconds(matmul, args.iters * 4)
+    print(f'| {name} | {m.width}x{m.depth} {m.ffn} | {dtype} | {rate:.2f} | '
+          f'{rate * args.batch_size:,.0f} | {achieved / 1e12:.4f} | {peak / 1e12:.4f} | '
+          f'{achieved / peak:.0%} |', flush=True)
 
 
 if __name__ == '__main__':
