@@ -28,6 +28,11 @@ def main(argv=None):
   parser.add_argument('--fp-steps', default=4500, type=int, help='fingerprinter steps (default: %(default)s)')
   parser.add_argument('--fp-batch', default=64, type=int,
                       help='clean/distorted pairs per step (default: %(default)s)')
+  parser.add_argument('--fp-per-track', default=4, type=int,
+                      help='anchors per track in a batch: half of them moments, half their next '
+                           'window, so a batch holds in-track negatives (default: %(default)s)')
+  parser.add_argument('--fp-init', type=pathlib.Path,
+                      help='fine-tune from these weights (.npz) instead of random ones')
   parser.add_argument('--fp-minutes', default=150, type=int,
                       help='music reserved for fingerprinter training (default: %(default)s)')
   parser.add_argument('--reference-rows', default=12000, type=int, help='default: %(default)s')
@@ -40,8 +45,13 @@ def main(argv=None):
   parser.add_argument('--noise-packages', default=','.join(corpus.NOISE_PACKAGES),
                       help='comma-separated packages with background noise (default: %(default)s)')
   parser.add_argument('--retrain-fingerprinter', action='store_true',
-                      help='train instead of using the shipped weights (resumes from WORK_DIR/fingerprinter/; delete it to start over)')
+                      help='train instead of using the shipped weights (resumes from the run with the same '
+                           'settings under WORK_DIR/fingerprinter/; delete it to start over)')
   args = parser.parse_args(argv)
+  if args.fp_per_track < 2 or args.fp_per_track % 2 or args.fp_batch % args.fp_per_track:
+    parser.error(f'--fp-per-track {args.fp_per_track}: must be even and divide --fp-batch {args.fp_batch}')
+  if args.fp_init and not args.fp_init.is_file():
+    parser.error(f'--fp-init {args.fp_init}: no such file')
   log = lambda m: print(m, flush=True)
   from rfp.audio import build  # Imports JAX: after argparse, so --help stays instant.
   args.work_dir.mkdir(parents=True, exist_ok=True)
@@ -49,8 +59,9 @@ def main(argv=None):
                       log=log)
   splits = build.split(args.work_dir, cat, args.seed, args.fp_minutes * 60, args.reference_rows,
                        args.flow_rows, args.distractor_rows, log=log)
-  params, fp_info = build.train_fingerprinter(args.work_dir, splits, args.seed, args.fp_steps,
-                                              args.fp_batch, args.retrain_fingerprinter, log=log)
+  params, fp_info = build.train_fingerprinter(
+      args.work_dir, splits, args.seed, args.fp_steps, args.fp_batch, args.fp_per_track,
+      args.fp_init, args.retrain_fingerprinter, log=log)
   if (args.out_dir / 'metadata.json').exists():
     log(f'export: {args.out_dir}/metadata.json exists; delete it to rebuild {args.out_dir}/')
     return 0

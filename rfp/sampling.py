@@ -91,15 +91,14 @@ def make_noise(dim, batch_size, mesh):
   return noise
 
 
-def generate_rows(generate, params, key, n, dim, batch_size, mesh):
-  """`n` rows from noise drawn with `key` (normalised space), as a numpy array."""
+def generate_rows(generate, params, seed, shard, n, dim, batch_size, mesh):
+  """Rows [0, n) of shard `shard` (normalised space), as a numpy array.
+
+  The same noise as `make_noise`, so these are the rows `sample.py` writes to
+  that shard with that seed and model.
+  """
   params = sharding.put_replicated(params, mesh)
-  z_nd = jax.random.normal(key, (n, dim))
-  out = []
-  for i in range(0, n, batch_size):
-    z = z_nd[i:i + batch_size]
-    rows = z.shape[0]
-    padded = sharding.round_up(rows, mesh)
-    z = jnp.pad(z, ((0, padded - rows), (0, 0)))
-    out.append(jax.device_get(generate(params, sharding.put_batch(z, mesh)))[:rows])
-  return np.concatenate(out)
+  noise = make_noise(dim, batch_size, mesh)
+  out = [jax.device_get(generate(params, noise(seed, shard, start)))
+         for start in range(0, n, batch_size)]
+  return np.concatenate(out)[:n]

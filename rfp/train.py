@@ -162,7 +162,6 @@ def train_and_evaluate(config, workdir, stop_after=None):
   generate = sampling.make_generator(model, config.sample.steps, config.sample.solver, mesh)
   x_val = emb.take(val_rows[:config.train.val_samples])
   val_moments = metrics.moments(x_val)
-  val_key = jax.random.fold_in(root, 1)
   step_keys = jax.random.fold_in(root, 2)
 
   def validate(params):
@@ -170,8 +169,9 @@ def train_and_evaluate(config, workdir, stop_after=None):
     return metrics.frechet_distance_from_moments(*metrics.moments(x), *val_moments)
 
   def generate_val(params):
-    rows = sampling.generate_rows(generate, params, val_key, len(x_val), config.model.dim,
-                                  config.sample.batch_size, mesh)
+    # Shard 0 of the training seed: the same noise every epoch, so epochs compare.
+    rows = sampling.generate_rows(generate, params, config.train.seed, 0, len(x_val),
+                                  config.model.dim, config.sample.batch_size, mesh)
     return stats.denormalize(rows)
 
   end = total_steps if stop_after is None else min(stop_after, total_steps)

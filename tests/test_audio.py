@@ -111,17 +111,57 @@ def test_weights_round_trip_in_float16_barely_moves_fingerprints(tmp_path):
                                 fingerprinter.embed_audio(loaded, x_bs))
 
 
-def test_training_resumes_from_its_checkpoint(tmp_path):
+def test_digest_tells_weights_apart_and_is_stable_across_loads(tmp_path):
+  params = fingerprinter.init_params(jax.random.key(0))
+  fingerprinter.save_weights(tmp_path / 'w.npz', params)
+  loaded = fingerprinter.digest(fingerprinter.load_weights(tmp_path / 'w.npz'))
+  assert loaded == fingerprinter.digest(fingerprinter.load_weights(tmp_path / 'w.npz'))
+  assert loaded != fingerprinter.digest(params)  # float16 rounding moved some weights.
+  assert fingerprinter.digest(params) != fingerprinter.digest(fingerprinter.init_params(jax.random.key(1)))
+
+
+def _tiny_training_inputs():
+  """(key, audio, track bounds, noise, rooms) of two 4 s tracks, and a tiny encoder."""
   audio = np.concatenate([_music(4.0, 0), _music(4.0, 1)])
   bounds = np.array([[0, 4 * SAMPLE_RATE], [4 * SAMPLE_RATE, 8 * SAMPLE_RATE]])
   noise = np.random.default_rng(0).normal(size=2 * SAMPLE_RATE).astype(np.float32)
   rirs = augment.room_impulse_responses(jax.random.key(0), 4)
+  return (jax.random.key(0), audio, bounds, noise, rirs), fingerprinter.Encoder(channels=(4, 8), hidden=16)
+
+
+def test_training_resumes_from_its_checkpoint(tmp_path):
+  inputs, tiny = _tiny_training_inputs()
   logs = []
-  args = (jax.random.key(0), audio, bounds, noise, rirs, tmp_path)
-  tiny = fingerprinter.Encoder(channels=(4, 8), hidden=16)
-  fingerprinter.train(*args, steps=2, batch=4, ckpt_every=1, model=tiny, log=logs.append)
-  params, info = fingerprinter.train(*args, steps=3, batch=4, ckpt_every=1, model=tiny, log=logs.append)
+  fingerprinter.train(*inputs, tmp_path, steps=2, batch=4, ckpt_every=1, model=tiny, log=logs.append)
+  params, info = fingerprinter.train(*inputs, tmp_path, steps=3, batch=4, ckpt_every=1, model=tiny,
+                                     log=logs.append)
   assert logs == ['fingerprinter: resuming at step 2'] and info['steps'] == 3
+
+
+def test_fine_tuning_starts_from_the_given_weights(tmp_path):
+  inputs, tiny = _tiny_training_inputs()
+  init = fingerprinter.init_params(jax.random.key(3), tiny)
+  # lr=0 leaves the starting point untouched, so the result shows where training began.
+  kept, _ = fingerprinter.train(*inputs, tmp_path / 'a', steps=1, batch=4, lr=0.0, init=init, model=tiny)
+  fresh, _ = fingerprinter.train(*inputs, tmp_path / 'b', steps=1, batch=4, lr=0.0, model=tiny)
+  jax.tree.map(np.testing.assert_array_equal, kept, init)
+  assert not np.allclose(fresh['Dense_0']['kernel'], init['Dense_0']['kernel'])
+
+
+@pytest.mark.parametrize('per_track', [2, 4, 8])
+def test_pair_starts_group_moments_of_one_track_with_their_next_window(per_track):
+  lo_k = jnp.array([0, 100_000, 300_000])
+  hi_k = jnp.array([100_000, 300_000, 320_000])
+  anchor_b, positive_b = fingerprinter.sample_pair_starts(jax.random.key(0), lo_k, hi_k, 64, per_track)
+  anchor_gp = np.asarray(anchor_b).reshape(64 // per_track, per_track)
+  half = per_track // 2
+  np.testing.assert_array_equal(anchor_gp[:, half:], anchor_gp[:, :half] + HOP)
+  track_gp = np.searchsorted(np.asarray(lo_k), anchor_gp, side='right') - 1
+  assert (track_gp == track_gp[:, :1]).all()  # One track per group...
+  lo, hi = np.asarray(lo_k)[track_gp], np.asarray(hi_k)[track_gp]
+  assert (anchor_gp - augment.RIR_LEN - augment.MAX_OFFSET >= lo).all()  # ...with room for a room's tail
+  assert (anchor_gp + SEGMENT + augment.MAX_OFFSET <= hi).all()        # and the query's offset.
+  assert np.abs(np.asarray(positive_b - anchor_b)).max() <= augment.MAX_OFFSET
 
 
 def test_windows_are_one_second_at_half_second_hop():
@@ -204,3 +244,16 @@ def test_missing_package_is_one_line_and_nonzero(tmp_path, monkeypatch, capsys):
   err = capsys.readouterr().err
   assert exit_info.value.code == 2
   assert err.count('\n') == 1 and 'Unable to locate package no-such-pkg' in err and 'hint' in err
+
+
+@pytest.mark.parametrize('flags, message', [
+    (['--fp-per-track', '3'], '--fp-per-track 3: must be even'),
+    (['--fp-batch', '12', '--fp-per-track', '8'], 'divide --fp-batch 12'),
+    (['--fp-init', 'no/such/weights.npz'], '--fp-init no/such/weights.npz: no such file'),
+])
+def test_bad_fingerprinter_flags_are_one_line_errors(tmp_path, capsys, flags, message):
+  with pytest.raises(SystemExit) as exit_info:
+    build_data.main(['--work-dir', str(tmp_path / 'w'), *flags])
+  err = capsys.readouterr().err
+  assert exit_info.value.code == 2 and err.count('\n') == 1 and message in err
+  assert not (tmp_path / 'w').exists()  # Refused before any work.

@@ -16,7 +16,7 @@ def _samples(workdir, n=2000):
   config, params, stats, _ = checkpoint.load_run(workdir)
   mesh = sharding.data_mesh()
   generate = sampling.make_generator(model_lib.from_config(config.model), 32, 'euler', mesh)
-  rows = sampling.generate_rows(generate, params, jax.random.key(7), n, config.model.dim, 1000, mesh)
+  rows = sampling.generate_rows(generate, params, 7, 0, n, config.model.dim, 1000, mesh)
   return stats.denormalize(rows)
 
 

@@ -141,26 +141,39 @@ def concat_audio(work, entries):
   return np.concatenate(xs), np.array(bounds, np.int32)
 
 
-def train_fingerprinter(work, splits, seed, steps, batch, retrain=False, log=print):
+def train_fingerprinter(work, splits, seed, steps, batch, per_track=4, init=None, retrain=False,
+                        log=print):
   """Trains (resumably) and writes the shipped weights; returns (params, info).
 
   Shipped weights are reused unless `retrain`, so a rebuild embeds with the same
-  fingerprinter that produced the shipped data.
+  fingerprinter that produced the shipped data. `init` (a weights file) makes
+  the run a fine-tune of those weights. Checkpoints live in a folder named for
+  the settings, so a run with other settings never resumes from them.
   """
   info_path = WEIGHTS.with_suffix('.json')
   if not retrain and WEIGHTS.exists() and info_path.exists():
     log(f'fingerprinter: using {WEIGHTS}')
     return fingerprinter.load_weights(WEIGHTS), json.loads(info_path.read_text())
+  settings = {'seed': seed, 'steps': steps, 'batch': batch, 'per_track': per_track,
+              'init_sha1': hashlib.sha1(pathlib.Path(init).read_bytes()).hexdigest() if init else None}
+  ckpt_dir = work / 'fingerprinter' / hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
+  ckpt_dir.mkdir(parents=True, exist_ok=True)
+  _write_json(ckpt_dir / 'settings.json', settings)
   audio, bounds = concat_audio(work, splits['splits']['fingerprinter'])
   noise, _ = concat_audio(work, splits['splits']['noise_train'])
   rirs = augment.room_impulse_responses(jax.random.key(seed + 1), 2000)  # Query RIRs use another seed.
   log(f'fingerprinter: {audio.size / SAMPLE_RATE / 60:.0f} min of music, '
-      f'{noise.size / SAMPLE_RATE / 60:.0f} min of noise')
-  params, info = fingerprinter.train(jax.random.key(seed), audio, bounds, noise, rirs,
-                                     work / 'fingerprinter', steps, batch, log=log)
+      f'{noise.size / SAMPLE_RATE / 60:.0f} min of noise; checkpoints in {ckpt_dir}')
+  params, info = fingerprinter.train(
+      jax.random.key(seed), audio, bounds, noise, rirs, ckpt_dir, steps, batch, per_track,
+      init=fingerprinter.load_weights(init) if init else None, log=log)
   WEIGHTS.parent.mkdir(parents=True, exist_ok=True)
   fingerprinter.save_weights(WEIGHTS, params)
-  info.update(batch=batch, params=fingerprinter.count_params(params), rir_seed=seed + 1)
+  info.update(batch=batch, per_track=per_track, params=fingerprinter.count_params(params),
+              rir_seed=seed + 1)
+  init_info = pathlib.Path(init).with_suffix('.json') if init else None
+  if init_info is not None and init_info.exists():
+    info['fine_tuned_from'] = json.loads(init_info.read_text())
   info_path.write_text(json.dumps(info, indent=1))
   return params, info
 
@@ -262,13 +275,16 @@ def export(work, out_dir, params, splits, cat, fp_info, seed, n_queries, log=pri
   out_dir.mkdir(parents=True, exist_ok=True)
   sp = splits['splits']
   arrays = {}
+  cache = work / 'embeddings' / fingerprinter.digest(params)  # Retrained weights never reuse old rows.
+  cache.mkdir(parents=True, exist_ok=True)
   for name in ('reference', 'flow_train', 'distractors'):
-    path = work / 'embeddings' / f'{name}.npz'
+    path = cache / f'{name}.npz'
     if not path.exists():
       log(f'export: embedding {name} ({len(sp[name])} tracks)')
-      path.parent.mkdir(exist_ok=True)
       e_nd, track_n = embed_tracks(work, params, sp[name])
-      np.savez(path, e=e_nd.astype(np.float16), track=track_n)
+      with open(path.with_suffix('.tmp'), 'wb') as f:
+        np.savez(f, e=e_nd.astype(np.float16), track=track_n)
+      path.with_suffix('.tmp').replace(path)
     with np.load(path) as f:
       arrays[name], arrays[f'{name}_tracks'] = f['e'], f['track']
   k_queries, k_eval = jax.random.split(jax.random.key(seed + 3))

@@ -5,6 +5,7 @@ time-shifted copy (what a microphone would hear); every other segment in the
 batch is a negative.
 """
 
+import hashlib
 import os
 import pathlib
 import time
@@ -88,13 +89,13 @@ def sample_pair_starts(key, track_lo_k, track_hi_k, batch, per_track=4):
   return anchor_b, anchor_b + offset_b
 
 
-def make_train_step(optimizer, temperature, batch, model=Encoder()):
+def make_train_step(optimizer, temperature, batch, per_track=4, model=Encoder()):
   """One jitted step: sample pairs, distort positives, NT-Xent, update."""
 
   @jax.jit
   def step(params, opt_state, key, audio, track_lo_k, track_hi_k, noise, rirs_nl):
     k_starts, k_distort = jax.random.split(key)
-    anchor_b, positive_b = sample_pair_starts(k_starts, track_lo_k, track_hi_k, batch)
+    anchor_b, positive_b = sample_pair_starts(k_starts, track_lo_k, track_hi_k, batch, per_track)
     clean_bs = augment.crop_rows(audio, anchor_b, SEGMENT)
     context_bt = augment.crop_rows(audio, positive_b - augment.RIR_LEN, augment.RIR_LEN + SEGMENT)
     noisy_bs = augment.distort(k_distort, context_bt, noise, rirs_nl)
@@ -128,24 +129,26 @@ def _save_atomic(path, data):
 
 
 def train(key, audio, track_bounds_k2, noise, rirs_nl, ckpt_dir, steps, batch=128,
-          temperature=0.05, lr=5e-4, ckpt_every=100, model=Encoder(), log=print):
+          per_track=4, temperature=0.05, lr=5e-4, ckpt_every=100, init=None, model=Encoder(),
+          log=print):
   """Trains (or resumes from `ckpt_dir`) for `steps` total steps; returns params.
 
   `audio` is all training tracks concatenated, `track_bounds_k2` their [start, end)
-  sample ranges. A checkpoint is written every `ckpt_every` steps, so a killed
-  run loses at most that much work.
+  sample ranges. `init` (params) fine-tunes instead of starting from random
+  weights. A checkpoint is written every `ckpt_every` steps, so a killed run
+  loses at most that much work.
   """
   ckpt_dir = pathlib.Path(ckpt_dir)
   ckpt_dir.mkdir(parents=True, exist_ok=True)
   ckpt = ckpt_dir / 'state.msgpack'
   k_init, k_steps = jax.random.split(key)
   optimizer = make_optimizer(steps, lr)
-  params = init_params(k_init, model)
+  params = init_params(k_init, model) if init is None else init
   state = {'params': params, 'opt_state': optimizer.init(params), 'step': 0, 'seconds': 0.0}
   if ckpt.exists():
     state = flax.serialization.from_bytes(state, ckpt.read_bytes())
     log(f'fingerprinter: resuming at step {int(state["step"])}')
-  step_fn = make_train_step(optimizer, temperature, batch, model)
+  step_fn = make_train_step(optimizer, temperature, batch, per_track, model)
   args = [jnp.asarray(a) for a in
           (audio, track_bounds_k2[:, 0], track_bounds_k2[:, 1], noise, rirs_nl)]
   params, opt_state = state['params'], state['opt_state']
@@ -176,6 +179,15 @@ def load_weights(path):
   with np.load(path) as f:
     return flax.traverse_util.unflatten_dict(
         {k: jnp.asarray(f[k], jnp.float32) for k in f.files}, sep='/')
+
+
+def digest(params):
+  """Short hash of the weights' values, to key anything computed with them."""
+  h = hashlib.sha1()
+  for path, leaf in sorted(flax.traverse_util.flatten_dict(params, sep='/').items()):
+    h.update(path.encode())
+    h.update(np.ascontiguousarray(leaf, np.float32).tobytes())
+  return h.hexdigest()[:12]
 
 
 def count_params(params):
