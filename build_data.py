@@ -31,6 +31,8 @@ def main(argv=None):
   parser.add_argument('--fp-per-track', default=4, type=int,
                       help='anchors per track in a batch: half of them moments, half their next '
                            'window, so a batch holds in-track negatives (default: %(default)s)')
+  parser.add_argument('--fp-lr', default=5e-4, type=float,
+                      help='peak learning rate of the cosine schedule (default: %(default)s)')
   parser.add_argument('--fp-init', type=pathlib.Path,
                       help='fine-tune from these weights (.npz) instead of random ones')
   parser.add_argument('--fp-minutes', default=150, type=int,
@@ -61,7 +63,7 @@ def main(argv=None):
                        args.flow_rows, args.distractor_rows, log=log)
   params, fp_info = build.train_fingerprinter(
       args.work_dir, splits, args.seed, args.fp_steps, args.fp_batch, args.fp_per_track,
-      args.fp_init, args.retrain_fingerprinter, log=log)
+      args.fp_lr, args.fp_init, args.retrain_fingerprinter, log=log)
   if (args.out_dir / 'metadata.json').exists():
     log(f'export: {args.out_dir}/metadata.json exists; delete it to rebuild {args.out_dir}/')
     return 0

@@ -8,6 +8,7 @@ the shuffle buffer whatever the file size.
 """
 
 import dataclasses
+import hashlib
 import pathlib
 import warnings
 
@@ -59,6 +60,14 @@ class Embeddings:
     out = np.empty((len(rows), self.dim), np.float32)
     out[order] = self.memmap()[rows[order]]
     return out
+
+  def checksum(self, sample_rows=4096):
+    """Hash of the shape and of evenly spaced rows: cheap on a 100M-row file, and
+    any re-embedding (which moves every row) changes it."""
+    rows = np.unique(np.linspace(0, self.n - 1, min(sample_rows, self.n)).astype(np.int64))
+    h = hashlib.sha1(repr(self.shape).encode())
+    h.update(self.take(rows).tobytes())
+    return h.hexdigest()[:16]
 
   def chunks(self, chunk_rows=1 << 16):
     """Yields (start, rows) over the whole file, in order."""
@@ -179,7 +188,7 @@ def scan(emb, norm='per_dim', chunk_rows=1 << 14):
   elif norm != 'per_dim':
     raise InputError(f'data.norm={norm!r}: expected "per_dim" or "scalar"')
   std = np.sqrt(np.maximum(var, 1e-12))
-  summary = {'rows': emb.n, 'dim': emb.dim, 'dtype': str(emb.dtype),
+  summary = {'rows': emb.n, 'dim': emb.dim, 'dtype': str(emb.dtype), 'checksum': emb.checksum(),
              'not_unit_norm': off_sphere, 'mean_all': float(mean.mean()),
              'std_all': float(np.sqrt((s2.sum() / (emb.n * emb.dim)) - (s1.sum() / (emb.n * emb.dim))**2))}
   return Stats(mean.astype(np.float32), std.astype(np.float32)), summary

@@ -107,6 +107,9 @@ def _prepare_data(config, workdir):
     if summary['rows'] != emb.n:
       raise InputError(f'{emb.path}: has {emb.n} rows but the run in {workdir} was trained '
                        f'on {summary["rows"]}; use another --workdir')
+    if summary.get('checksum', emb.checksum()) != emb.checksum():
+      raise InputError(f'{emb.path}: its rows differ from those the run in {workdir} was trained '
+                       'on (re-embedded or rebuilt?); use another --workdir or delete it')
   else:
     stats, summary = data.scan(emb, config.data.norm)
     checkpoint.write_json(stats_path, {**stats.to_json(), 'summary': summary,

@@ -257,3 +257,14 @@ def test_bad_fingerprinter_flags_are_one_line_errors(tmp_path, capsys, flags, me
   err = capsys.readouterr().err
   assert exit_info.value.code == 2 and err.count('\n') == 1 and message in err
   assert not (tmp_path / 'w').exists()  # Refused before any work.
+
+
+def test_top1_rates_loosen_a_hit_to_the_neighbour_then_the_track():
+  reference = np.eye(6, dtype=np.float32)
+  tracks = np.array([0, 0, 0, 0, 1, 1])
+  # Each query points at one row; truth 1 each time: exact, neighbour, far on the track, other track.
+  queries = reference[[1, 2, 3, 4]]
+  rates = build.top1_rates(queries, np.array([1, 1, 1, 1]), reference, tracks)
+  assert rates == {'hr1': 0.25, 'near': 0.5, 'track': 0.75}
+  # Row 4 is adjacent to row 3 but on another track: not near.
+  assert build.top1_rates(reference[[4]], np.array([3]), reference, tracks)['near'] == 0.0

@@ -77,6 +77,10 @@ def test_a_run_folder_refuses_other_settings(tmp_path, trained_run):
   with pytest.raises(InputError, match='model changed'):
     train.train_and_evaluate(tiny_config(tmp_path / 'train.npy', **{'train.epochs': 1,
                                                                      'model.depth': 3}), workdir)
+  # Same settings and row count, new rows (a re-embedded file): also refused.
+  np.save(tmp_path / 'train.npy', trained_run[1][::-1])
+  with pytest.raises(InputError, match='rows differ from those the run'):
+    train.train_and_evaluate(tiny_config(tmp_path / 'train.npy', **{'train.epochs': 1}), workdir)
 
 
 def test_training_on_a_million_row_memmap_streams_it(tmp_path, million_row_memmap):

@@ -5,6 +5,7 @@ one's files, so a re-run after an interruption resumes at the first missing one.
 """
 
 import concurrent.futures
+import functools
 import hashlib
 import json
 import pathlib
@@ -141,8 +142,8 @@ def concat_audio(work, entries):
   return np.concatenate(xs), np.array(bounds, np.int32)
 
 
-def train_fingerprinter(work, splits, seed, steps, batch, per_track=4, init=None, retrain=False,
-                        log=print):
+def train_fingerprinter(work, splits, seed, steps, batch, per_track=4, lr=5e-4, init=None,
+                        retrain=False, log=print):
   """Trains (resumably) and writes the shipped weights; returns (params, info).
 
   Shipped weights are reused unless `retrain`, so a rebuild embeds with the same
@@ -154,7 +155,7 @@ def train_fingerprinter(work, splits, seed, steps, batch, per_track=4, init=None
   if not retrain and WEIGHTS.exists() and info_path.exists():
     log(f'fingerprinter: using {WEIGHTS}')
     return fingerprinter.load_weights(WEIGHTS), json.loads(info_path.read_text())
-  settings = {'seed': seed, 'steps': steps, 'batch': batch, 'per_track': per_track,
+  settings = {'seed': seed, 'steps': steps, 'batch': batch, 'per_track': per_track, 'lr': lr,
               'init_sha1': hashlib.sha1(pathlib.Path(init).read_bytes()).hexdigest() if init else None}
   ckpt_dir = work / 'fingerprinter' / hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
   ckpt_dir.mkdir(parents=True, exist_ok=True)
@@ -165,11 +166,11 @@ def train_fingerprinter(work, splits, seed, steps, batch, per_track=4, init=None
   log(f'fingerprinter: {audio.size / SAMPLE_RATE / 60:.0f} min of music, '
       f'{noise.size / SAMPLE_RATE / 60:.0f} min of noise; checkpoints in {ckpt_dir}')
   params, info = fingerprinter.train(
-      jax.random.key(seed), audio, bounds, noise, rirs, ckpt_dir, steps, batch, per_track,
+      jax.random.key(seed), audio, bounds, noise, rirs, ckpt_dir, steps, batch, per_track, lr=lr,
       init=fingerprinter.load_weights(init) if init else None, log=log)
   WEIGHTS.parent.mkdir(parents=True, exist_ok=True)
   fingerprinter.save_weights(WEIGHTS, params)
-  info.update(batch=batch, per_track=per_track, params=fingerprinter.count_params(params),
+  info.update(batch=batch, per_track=per_track, lr=lr, params=fingerprinter.count_params(params),
               rir_seed=seed + 1)
   init_info = pathlib.Path(init).with_suffix('.json') if init else None
   if init_info is not None and init_info.exists():
@@ -205,7 +206,8 @@ def embed_tracks(work, params, entries):
   return np.concatenate(e_nd), np.concatenate(track_n)
 
 
-def make_queries(key, work, params, splits, n_queries, query_rirs_nl, batch=500):
+def make_queries(key, work, params, splits, n_queries, query_rirs_nl, snr_db_range=augment.SNR_DB_RANGE,
+                 batch=500):
   """Distorted 1 s excerpts of reference tracks at off-grid offsets, and their true rows.
 
   The true row is the reference window nearest in time to the excerpt (at most a
@@ -225,7 +227,7 @@ def make_queries(key, work, params, splits, n_queries, query_rirs_nl, batch=500)
       continue  # On-grid excerpts would align exactly with a stored window.
     starts.append(bounds[k, 0] + offset)
     truth.append(first_row_k[k] + min(int(round(offset / HOP)), rows_k[k] - 1))
-  distort = jax.jit(augment.distort)
+  distort = jax.jit(functools.partial(augment.distort, snr_db_range=snr_db_range))
   e_qd = []
   for i in range(0, n_queries, batch):
     context_bt = np.stack([audio[s - augment.RIR_LEN:s + SEGMENT] for s in starts[i:i + batch]])
@@ -250,14 +252,23 @@ def hit_rate_at_1(query_qd, truth_q, reference_rd, distractors_nd=None, chunk=20
   return float(hit_q.mean())
 
 
+def top1_rates(query_qd, truth_q, reference_rd, reference_tracks_r):
+  """Exact search over R: the top row is the true one ("hr1"), within ±1 row of it
+  on the right track ("near", as the paper's systems also report), or anywhere on
+  the right track ("track")."""
+  top_q = (query_qd.astype(np.float32) @ reference_rd.astype(np.float32).T).argmax(1)
+  track_q = reference_tracks_r[top_q] == reference_tracks_r[truth_q]
+  return {'hr1': float(np.mean(top_q == truth_q)),
+          'near': float(np.mean(track_q & (np.abs(top_q - truth_q) <= 1))),
+          'track': float(np.mean(track_q))}
+
+
 def evaluate(key, query_qd, truth_q, reference_rd, reference_tracks_r, distractors_nd,
              sizes=(1000, 10000, 30000), repeats=3):
   """HR@1 against R alone, then with random subsets of real distractors (mean, std)."""
-  top_q = (query_qd.astype(np.float32) @ reference_rd.astype(np.float32).T).argmax(1)
-  # "Near": the right track within one segment (±0.5 s), as the paper's systems also report.
-  near_q = (np.abs(top_q - truth_q) <= 1) & (reference_tracks_r[top_q] == reference_tracks_r[truth_q])
+  loose = top1_rates(query_qd, truth_q, reference_rd, reference_tracks_r)
   result = {'hr1_reference_only': hit_rate_at_1(query_qd, truth_q, reference_rd),
-            'hr1_near_reference_only': float(near_q.mean()),
+            'hr1_near_reference_only': loose['near'], 'track_reference_only': loose['track'],
             'with_distractors': []}
   for size in [s for s in sizes if s < distractors_nd.shape[0]] + [distractors_nd.shape[0]]:
     runs = []
@@ -268,6 +279,31 @@ def evaluate(key, query_qd, truth_q, reference_rd, reference_tracks_r, distracto
     result['with_distractors'].append({'n_distractors': size, 'hr1_mean': float(np.mean(runs)),
                                        'hr1_std': float(np.std(runs)), 'repeats': len(runs)})
   return result
+
+
+# Query distortions scored one at a time: (name, reverberate?, SNR range in dB).
+# 200 dB leaves the noise ~1e-10 of the music, i.e. none.
+CONDITIONS = (('offset only', False, (200.0, 200.0)), ('reverb only', True, (200.0, 200.0)),
+              ('reverb + 0-3 dB noise', True, (0.0, 3.0)), ('reverb + 3-6 dB noise', True, (3.0, 6.0)),
+              ('reverb + 6-10 dB noise', True, (6.0, 10.0)))
+
+
+def hit_rates_by_condition(key, work, params, splits, query_rirs_nl, reference_rd, reference_tracks_r,
+                           n_queries=500):
+  """HR@1 against R alone for the same excerpts under each of `CONDITIONS`.
+
+  Says which distortion costs what; "near" and "track" loosen a hit to ±1 row
+  of the right track, and to the right track anywhere.
+  """
+  dry_nl = np.zeros((1, augment.RIR_LEN), np.float32)
+  dry_nl[0, 0] = 1.0
+  rows = []
+  for name, reverb, snr in CONDITIONS:
+    q_qd, truth_q = make_queries(key, work, params, splits, n_queries,
+                                 query_rirs_nl if reverb else dry_nl, snr)
+    rows.append({'condition': name, 'queries': n_queries,
+                 **top1_rates(q_qd, truth_q, reference_rd, reference_tracks_r)})
+  return rows
 
 
 def export(work, out_dir, params, splits, cat, fp_info, seed, n_queries, log=print):
@@ -301,6 +337,9 @@ def export(work, out_dir, params, splits, cat, fp_info, seed, n_queries, log=pri
   log('export: scoring')
   scores = evaluate(k_eval, query_qd, truth_q, arrays['reference'], arrays['reference_tracks'],
                     arrays['distractors'])
+  scores['by_condition'] = hit_rates_by_condition(jax.random.fold_in(k_queries, 1), work, params, sp,
+                                                  query_rirs_nl, arrays['reference'],
+                                                  arrays['reference_tracks'])
   packages = sorted({e['package'] for name in sp for e in sp[name]})
   metadata = {
       'description': 'Real NAFP-style fingerprints of free-licensed Debian game soundtracks; '
