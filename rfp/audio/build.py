@@ -360,7 +360,7 @@ def export(work, out_dir, params, splits, cat, fp_info, seed, n_queries, log=pri
                           f'with LayerNorm+ELU -> Dense {fingerprinter.HIDDEN} ELU -> Dense '
                           f'{fingerprinter.DIM} -> L2 normalise',
           'loss': 'NT-Xent (temperature 0.05), positive = distorted, time-shifted copy; '
-                  'anchors 4 per track (two moments and their 0.5 s neighbours)',
+                  'anchors in groups of per_track from one track (moments and their 0.5 s neighbours)',
           'augmentations': augmentation_summary(),
           'weights': 'rfp/audio/weights/fingerprinter.npz', **fp_info},
       'queries': {'n': int(len(truth_q)), 'source': 'reference tracks, off-grid offsets',
