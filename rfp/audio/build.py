@@ -175,7 +175,7 @@ def train_fingerprinter(work, splits, seed, steps, batch, per_track=4, lr=5e-4, 
   init_info = pathlib.Path(init).with_suffix('.json') if init else None
   if init_info is not None and init_info.exists():
     info['fine_tuned_from'] = json.loads(init_info.read_text())
-  info_path.write_text(json.dumps(info, indent=1))
+  _write_json(info_path, info)
   return params, info
 
 
@@ -206,15 +206,15 @@ def embed_tracks(work, params, entries):
   return np.concatenate(e_nd), np.concatenate(track_n)
 
 
-def make_queries(key, work, params, splits, n_queries, query_rirs_nl, snr_db_range=augment.SNR_DB_RANGE,
-                 batch=500):
+def make_queries(key, params, audio, bounds, noise, n_queries, query_rirs_nl,
+                 snr_db_range=augment.SNR_DB_RANGE, batch=500):
   """Distorted 1 s excerpts of reference tracks at off-grid offsets, and their true rows.
 
+  `audio`, `bounds` are the reference tracks as `concat_audio` gives them, `noise`
+  the query noise files concatenated (disjoint from training's, as are the RIRs).
   The true row is the reference window nearest in time to the excerpt (at most a
-  quarter second away). Noise files and RIRs are disjoint from training's.
+  quarter second away).
   """
-  audio, bounds = concat_audio(work, splits['reference'])
-  noise, _ = concat_audio(work, splits['noise_query'])
   rows_k = np.array([n_windows(int(b - a)) for a, b in bounds])
   first_row_k = np.concatenate([[0], np.cumsum(rows_k)[:-1]])
   k_pick, k_distort = jax.random.split(key)
@@ -267,7 +267,7 @@ def evaluate(key, query_qd, truth_q, reference_rd, reference_tracks_r, distracto
              sizes=(1000, 10000, 30000), repeats=3):
   """HR@1 against R alone, then with random subsets of real distractors (mean, std)."""
   loose = top1_rates(query_qd, truth_q, reference_rd, reference_tracks_r)
-  result = {'hr1_reference_only': hit_rate_at_1(query_qd, truth_q, reference_rd),
+  result = {'hr1_reference_only': loose['hr1'],
             'hr1_near_reference_only': loose['near'], 'track_reference_only': loose['track'],
             'with_distractors': []}
   for size in [s for s in sizes if s < distractors_nd.shape[0]] + [distractors_nd.shape[0]]:
@@ -288,8 +288,8 @@ CONDITIONS = (('offset only', False, (200.0, 200.0)), ('reverb only', True, (200
               ('reverb + 6-10 dB noise', True, (6.0, 10.0)))
 
 
-def hit_rates_by_condition(key, work, params, splits, query_rirs_nl, reference_rd, reference_tracks_r,
-                           n_queries=500):
+def hit_rates_by_condition(key, params, audio, bounds, noise, query_rirs_nl, reference_rd,
+                           reference_tracks_r, n_queries=500):
   """HR@1 against R alone for the same excerpts under each of `CONDITIONS`.
 
   Says which distortion costs what; "near" and "track" loosen a hit to ±1 row
@@ -299,7 +299,7 @@ def hit_rates_by_condition(key, work, params, splits, query_rirs_nl, reference_r
   dry_nl[0, 0] = 1.0
   rows = []
   for name, reverb, snr in CONDITIONS:
-    q_qd, truth_q = make_queries(key, work, params, splits, n_queries,
+    q_qd, truth_q = make_queries(key, params, audio, bounds, noise, n_queries,
                                  query_rirs_nl if reverb else dry_nl, snr)
     rows.append({'condition': name, 'queries': n_queries,
                  **top1_rates(q_qd, truth_q, reference_rd, reference_tracks_r)})
@@ -326,7 +326,9 @@ def export(work, out_dir, params, splits, cat, fp_info, seed, n_queries, log=pri
   k_queries, k_eval = jax.random.split(jax.random.key(seed + 3))
   query_rirs_nl = augment.room_impulse_responses(jax.random.key(seed + 2), 2000)
   log(f'export: {n_queries} queries')
-  query_qd, truth_q = make_queries(k_queries, work, params, sp, n_queries, query_rirs_nl)
+  audio, bounds = concat_audio(work, sp['reference'])
+  noise, _ = concat_audio(work, sp['noise_query'])
+  query_qd, truth_q = make_queries(k_queries, params, audio, bounds, noise, n_queries, query_rirs_nl)
   query_qd = query_qd.astype(np.float16)
   files = {'flow_train.npy': arrays['flow_train'], 'reference.npy': arrays['reference'],
            'reference_tracks.npy': arrays['reference_tracks'].astype(np.int32),
@@ -337,8 +339,8 @@ def export(work, out_dir, params, splits, cat, fp_info, seed, n_queries, log=pri
   log('export: scoring')
   scores = evaluate(k_eval, query_qd, truth_q, arrays['reference'], arrays['reference_tracks'],
                     arrays['distractors'])
-  scores['by_condition'] = hit_rates_by_condition(jax.random.fold_in(k_queries, 1), work, params, sp,
-                                                  query_rirs_nl, arrays['reference'],
+  scores['by_condition'] = hit_rates_by_condition(jax.random.fold_in(k_queries, 1), params, audio,
+                                                  bounds, noise, query_rirs_nl, arrays['reference'],
                                                   arrays['reference_tracks'])
   packages = sorted({e['package'] for name in sp for e in sp[name]})
   metadata = {
