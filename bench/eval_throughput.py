@@ -62,7 +62,7 @@ def write_distractors(folder, n, dim, seed):
 
   def write(i):
     rng = np.random.default_rng([seed, i])
-    with open(folder / f'shard-{i:05d}.npy', 'wb') as f:
+    with open(shards.shard_path(folder, i), 'wb') as f:
       np.lib.format.write_array_header_1_0(f, {'descr': np.lib.format.dtype_to_descr(
           np.dtype(np.float16)), 'fortran_order': False, 'shape': (rows[i], dim)})
       for start in range(0, rows[i], BLOCK_ROWS):

@@ -55,7 +55,7 @@ def main():
     achieved = 3 * model_lib.flops_per_row(m) * args.batch_size * rate
     matmul, flops = sample_throughput.make_matmul(args.batch_size, m.width, m.hidden,
                                                   jnp.dtype(dtype))
-    matmul()
+    jax.block_until_ready(matmul())  # Compile and finish before timing starts.
     peak = flops / sample_throughput.seconds(matmul, args.iters * 4)
     print(f'| {name} | {m.width}x{m.depth} {m.ffn} | {dtype} | {rate:.2f} | '
           f'{rate * args.batch_size:,.0f} | {achieved / 1e12:.4f} | {peak / 1e12:.4f} | '

@@ -68,6 +68,7 @@ def block_noise(seed, shard, block, dim):
                            (BLOCK_ROWS, dim), jnp.float32)
 
 
+@functools.cache  # One compiled function per shape: train.py validates every epoch.
 def make_noise(dim, batch_size, mesh):
   """A jitted `(seed, shard, start) -> z_bd`: noise of rows [start, start + batch).
 
@@ -98,6 +99,7 @@ def generate_rows(generate, params, seed, shard, n, dim, batch_size, mesh):
   that shard with that seed and model.
   """
   params = sharding.put_replicated(params, mesh)
+  batch_size = sharding.round_up(batch_size, mesh)
   noise = make_noise(dim, batch_size, mesh)
   out = [jax.device_get(generate(params, noise(seed, shard, start)))
          for start in range(0, n, batch_size)]

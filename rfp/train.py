@@ -107,7 +107,7 @@ def _prepare_data(config, workdir):
     if summary['rows'] != emb.n:
       raise InputError(f'{emb.path}: has {emb.n} rows but the run in {workdir} was trained '
                        f'on {summary["rows"]}; use another --workdir')
-    if summary.get('checksum', emb.checksum()) != emb.checksum():
+    if summary.get('checksum') not in (None, emb.checksum()):  # Runs from before checksums pass.
       raise InputError(f'{emb.path}: its rows differ from those the run in {workdir} was trained '
                        'on (re-embedded or rebuilt?); use another --workdir or delete it')
   else:

@@ -12,7 +12,7 @@ import pytest
 
 import evaluate
 from conftest import ROOT, mixture, tiny_config
-from rfp import evaluation, retrieval
+from rfp import evaluation, retrieval, shards
 from rfp.errors import InputError
 
 DIM = 16
@@ -23,14 +23,14 @@ def _unit(x):
   return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
 
 
-def _write_shards(folder, x, shards=2, dtype='float16'):
+def _write_shards(folder, x, n_shards=2, dtype='float16'):
   """A sample folder in rfp.shards' layout (manifest + shard-NNNNN.npy)."""
   folder.mkdir(parents=True)
-  parts = np.array_split(x.astype(dtype), shards)
+  parts = np.array_split(x.astype(dtype), n_shards)
   for i, part in enumerate(parts):
-    np.save(folder / f'shard-{i:05d}.npy', part)
+    np.save(shards.shard_path(folder, i), part)
   (folder / 'manifest.json').write_text(json.dumps({
-      'n': len(x), 'shards': shards, 'rows_per_shard': [len(p) for p in parts],
+      'n': len(x), 'shards': n_shards, 'rows_per_shard': [len(p) for p in parts],
       'dim': x.shape[1], 'dtype': dtype}))
 
 

@@ -3,7 +3,6 @@
 import collections
 import json
 import os
-import pathlib
 import signal
 import subprocess
 import sys
@@ -15,8 +14,8 @@ import pytest
 
 from rfp import sampling, sharding, shards
 from rfp.errors import InputError
+from conftest import ROOT
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
 # The trained_run fixture saves its checkpoint from 4 devices; subprocesses see the same.
 _ENV = {**os.environ, 'XLA_FLAGS': '--xla_force_host_platform_device_count=4',
         'PYTHONPATH': str(ROOT)}
