@@ -35,15 +35,6 @@ def held_out_rows(config, count):
           emb.take(rng.choice(train, count, replace=False)))
 
 
-def sample(model, params, stats, mesh, n, steps, solver, batch, seed):
-  """`n` rows in embedding space (float32), shard 0 of `seed`'s noise."""
-  generate = sampling.make_generator(model, steps, solver, mesh, stats=stats)
-  noise = sampling.make_noise(model.dim, batch, mesh)
-  out = [generate(params, noise(np.uint32(seed), np.int32(0), np.int32(start)))
-         for start in range(0, n, batch)]
-  return np.concatenate([np.asarray(x) for x in out])[:n]
-
-
 @cli.main
 def main():
   parser = argparse.ArgumentParser(description=__doc__,
@@ -90,7 +81,8 @@ def main():
       if rest or not steps:
         cells.append('n/a')
         continue
-      x = sample(model, params, stats, mesh, len(real), steps, solver, batch, args.seed)
+      generate = sampling.make_generator(model, steps, solver, mesh, stats=stats)
+      x = sampling.generate_rows(generate, params, args.seed, 0, len(real), model.dim, batch, mesh)
       cells.append(f'{fd(x):.3e}')
     print(f'| {nfe} | ' + ' | '.join(cells) + ' |', flush=True)
 
