@@ -284,11 +284,10 @@ def open_synthetic(cfg, workdir, dim, needed, minimum, progress=True):
 
 
 def shard_rows(shard):
-  """A shard as a row source that streams with plain file reads, not its memory map:
-  a pass over 100M rows then leaves no mapped pages resident, only one chunk."""
-  if isinstance(shard, np.memmap) and shard.filename:
-    return data.Embeddings(pathlib.Path(shard.filename), shard.shape, shard.dtype, shard.offset)
-  return retrieval.ArrayRows(shard)
+  """A shard (a memmap from `shards.open_samples`) as a row source that streams
+  with plain file reads, not its memory map: a pass over 100M rows then leaves
+  no mapped pages resident, only one chunk."""
+  return data.Embeddings(pathlib.Path(shard.filename), shard.shape, shard.dtype, shard.offset)
 
 
 def hit_rates(ids_qk, gt_q, n_refs, tracks=None):
