@@ -450,14 +450,15 @@ def fidelity(inputs, synthetic, rows, seed):
     return {'skipped': f'only {n} rows per set; the KDEs need more'}, None
   s = synthetic.take(retrieval.sample_rows(synthetic.n, n, rng))
   g = rng.standard_normal((n, dim)).astype(np.float32)
-  mean, cov = metrics.moments(r)
-  gm = rng.multivariate_normal(mean, cov, size=n, method='eigh').astype(np.float32)
   axes = metrics.principal_axes(r)
-  pairs = {'synthetic_vs_real': (s, r), 'synthetic_vs_gaussian': (s, g),
-           'gaussian_vs_real': (g, r), 'matched_gaussian_vs_real': (gm, r),
-           'real2_vs_real': (r2, r)}
-  figures = {name: metrics.fidelity(x, ref, axes, seed=seed)
-             for name, (x, ref) in tqdm(pairs.items(), desc='fidelity', leave=False)}
+  stats = {'r': metrics.set_stats(r, axes)}
+  gm = rng.multivariate_normal(stats['r'].mean, stats['r'].cov, size=n, method='eigh').astype(np.float32)
+  for name, x in tqdm((('s', s), ('g', g), ('gm', gm), ('r2', r2)), desc='fidelity', leave=False):
+    stats[name] = metrics.set_stats(x, axes)
+  pairs = {'synthetic_vs_real': ('s', 'r'), 'synthetic_vs_gaussian': ('s', 'g'),
+           'gaussian_vs_real': ('g', 'r'), 'matched_gaussian_vs_real': ('gm', 'r'),
+           'real2_vs_real': ('r2', 'r')}
+  figures = {name: metrics.fidelity(stats[x], stats[ref], seed=seed) for name, (x, ref) in pairs.items()}
   plane = (axes[0], axes[1][:2])
   maps = {name: metrics.project(x, plane) for name, x in
           (('real', r), ('synthetic', s), ('matched Gaussian', gm), ('N(0, I)', g))}

@@ -1,5 +1,7 @@
 """Distribution metrics between embedding sets, in plain numpy/scipy."""
 
+from typing import NamedTuple
+
 import numpy as np
 
 
@@ -111,8 +113,12 @@ def js_divergence(p_nd, q_md, samples=5_000, seed=0):
   in many dimensions each KDE peaks at its own rows, so two finite samples
   of one distribution score well above 0. Compare against such a pair.
   """
+  return kde_js_divergence(GaussianKDE(p_nd), GaussianKDE(q_md), samples, seed)
+
+
+def kde_js_divergence(kde_p, kde_q, samples=5_000, seed=0):
+  """`js_divergence` between two fitted `GaussianKDE`s."""
   rng = np.random.default_rng(seed)
-  kde_p, kde_q = GaussianKDE(p_nd), GaussianKDE(q_md)
   from_p, from_q = kde_p.sample(samples, rng), kde_q.sample(samples, rng)
   # log(2p / (p + q)) = ln 2 - softplus(log q - log p).
   term_p = np.log(2) - np.logaddexp(0, kde_q.logpdf(from_p) - kde_p.logpdf(from_p))
@@ -135,18 +141,20 @@ def knn_radii(x_nd, k=PRDC_K, chunk_rows=1024):
   return np.sqrt(out)
 
 
-def prdc(real_nd, fake_md, k=PRDC_K, chunk_rows=1024):
+def prdc(real_nd, fake_md, k=PRDC_K, chunk_rows=1024, radii=None):
   """Precision, recall, density and coverage of `fake` against `real` (Naeem et al. 2020).
 
   Each row owns a ball reaching its k-th nearest neighbour in its own set.
   Precision: share of fake rows inside some real ball. Recall: share of real
   rows inside some fake ball. Density: mean count of real balls holding a fake
   row, divided by k (1 when fake matches real). Coverage: share of real balls
-  holding at least one fake row.
+  holding at least one fake row. `radii` (real's, fake's `knn_radii`) skips
+  recomputing them for a set compared more than once.
   """
   real_nd = np.asarray(real_nd, np.float64)
   fake_md = np.asarray(fake_md, np.float64)
-  r_real, r_fake = knn_radii(real_nd, k, chunk_rows), knn_radii(fake_md, k, chunk_rows)
+  r_real, r_fake = radii if radii is not None else (knn_radii(real_nd, k, chunk_rows),
+                                                    knn_radii(fake_md, k, chunk_rows))
   in_real_balls = np.zeros(len(fake_md), np.int64)
   real_recalled = np.zeros(len(real_nd), bool)
   real_nearest = np.full(len(real_nd), np.inf)
@@ -161,8 +169,23 @@ def prdc(real_nd, fake_md, k=PRDC_K, chunk_rows=1024):
           'coverage': float((real_nearest <= r_real).mean())}
 
 
-def fidelity(x_nd, real_nd, axes, seed=0):
-  """FD, JS (on `axes`, the real set's principal axes) and PRDC of `x` against `real`."""
-  return {'fd': frechet_distance(x_nd, real_nd),
-          'js': js_divergence(project(x_nd, axes), project(real_nd, axes), seed=seed),
-          **prdc(real_nd, x_nd)}
+class SetStats(NamedTuple):
+  """What the fidelity metrics need of one set, computed once however often it is compared."""
+  x_nd: np.ndarray     # [n, d] float64 rows.
+  mean: np.ndarray     # [d]
+  cov: np.ndarray      # [d, d]
+  radii: np.ndarray    # [n] k-NN radii (PRDC).
+  kde: GaussianKDE     # On the principal axes (JS).
+
+
+def set_stats(x_nd, axes, k=PRDC_K):
+  """`SetStats` of a set of rows; `axes` as `principal_axes` returns them."""
+  x_nd = np.asarray(x_nd, np.float64)
+  return SetStats(x_nd, *moments(x_nd), knn_radii(x_nd, k), GaussianKDE(project(x_nd, axes)))
+
+
+def fidelity(x, real, seed=0):
+  """FD, JS (on the axes both `SetStats` were made with) and PRDC of `x` against `real`."""
+  return {'fd': frechet_distance_from_moments(x.mean, x.cov, real.mean, real.cov),
+          'js': kde_js_divergence(x.kde, real.kde, seed=seed),
+          **prdc(real.x_nd, x.x_nd, radii=(real.radii, x.radii))}

@@ -106,8 +106,9 @@ def test_fidelity_of_a_moment_matched_gaussian():
   mean, cov = metrics.moments(real)
   matched = rng.multivariate_normal(mean, cov, size=2000)
   axes = metrics.principal_axes(real, dims=4)
-  floor = metrics.fidelity(real2, real, axes)
-  gaussian = metrics.fidelity(matched, real, axes)
+  real_stats = metrics.set_stats(real, axes)
+  floor = metrics.fidelity(metrics.set_stats(real2, axes), real_stats)
+  gaussian = metrics.fidelity(metrics.set_stats(matched, axes), real_stats)
   assert gaussian['fd'] < 0.05 * np.trace(cov)
   assert gaussian['js'] > floor['js'] + 0.2
   assert gaussian['precision'] < floor['precision'] - 0.3
@@ -121,3 +122,16 @@ def test_principal_axes_are_orthonormal_and_ordered():
   assert np.argmax(np.abs(axes[0])) == 0 and np.argmax(np.abs(axes[1])) == 2
   p = metrics.project(x, (mean, axes))
   assert p.shape == (2000, 3) and np.all(np.diff(p.var(0)) < 0)
+
+
+def test_fidelity_from_set_stats_matches_the_direct_metrics():
+  """Precomputed per-set statistics give the same figures as computing each metric afresh."""
+  rng = np.random.default_rng(11)
+  real, other = rng.normal(size=(600, 6)), 1.2 * rng.normal(size=(500, 6)) + 0.3
+  axes = metrics.principal_axes(real, dims=3)
+  got = metrics.fidelity(metrics.set_stats(other, axes), metrics.set_stats(real, axes), seed=4)
+  assert got['fd'] == pytest.approx(metrics.frechet_distance(other, real), rel=1e-12)
+  assert got['js'] == pytest.approx(
+      metrics.js_divergence(metrics.project(other, axes), metrics.project(real, axes), seed=4), rel=1e-12)
+  for key, value in metrics.prdc(real, other).items():
+    assert got[key] == pytest.approx(value, rel=1e-12)
