@@ -38,7 +38,7 @@ def main(argv=None):
   workdir = pathlib.Path(args.workdir) if args.workdir else checkpoint.latest_run('runs')
   from rfp import evaluation, report  # Heavy imports only once the arguments are valid.
   if args.config == _RUN_CONFIG:
-    config = ml_collections.ConfigDict(evaluation.run_config(workdir))
+    config = ml_collections.ConfigDict(checkpoint.read_config(workdir))
     config.lock()
     source = workdir / 'config.json'
   else:

@@ -68,6 +68,20 @@ def read_json(path):
   return json.loads(pathlib.Path(path).read_text())
 
 
+def _run_file(workdir, name):
+  workdir = pathlib.Path(workdir)
+  if not workdir.is_dir():
+    raise InputError(f'{workdir}: run folder not found')
+  if not (workdir / name).is_file():
+    raise InputError(f'{workdir}: no {name}; is this a folder written by train.py?')
+  return workdir / name
+
+
+def read_config(workdir):
+  """The config dict a run was trained with (its config.json)."""
+  return read_json(_run_file(workdir, 'config.json'))
+
+
 def load_run(workdir, which='best'):
   """Everything needed to sample from a trained run.
 
@@ -75,13 +89,8 @@ def load_run(workdir, which='best'):
   `step` and, for `best` checkpoints, its epoch and validation FD.
   """
   workdir = pathlib.Path(workdir)
-  if not workdir.is_dir():
-    raise InputError(f'{workdir}: run folder not found')
-  for name in ('config.json', 'stats.json'):
-    if not (workdir / name).is_file():
-      raise InputError(f'{workdir}: no {name}; is this a folder written by train.py?')
-  config = ml_collections.ConfigDict(read_json(workdir / 'config.json'))
-  stats = data.Stats.from_json(read_json(workdir / 'stats.json'))
+  config = ml_collections.ConfigDict(read_config(workdir))
+  stats = data.Stats.from_json(read_json(_run_file(workdir, 'stats.json')))
   manager = _manager(workdir, which)
   if manager.latest_step() is None:
     raise InputError(f'{workdir}: no {which} checkpoint in ckpt/{which}; train first')

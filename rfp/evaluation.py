@@ -224,10 +224,11 @@ def plan_sizes(cfg, inputs):
 
 
 def _sample_folder(workdir, needed, minimum, seed):
-  """(folder, reuse): a complete sample folder of the run's best checkpoint with at
-  least `minimum` rows (e.g. one written by `sample.py`; repeats then share rows
-  where it holds fewer than `needed`), else the folder to sample `needed` rows
-  into (resuming if it was cut off)."""
+  """(folder, shards, manifest): a complete sample folder of the run's best
+  checkpoint with at least `minimum` rows, opened (e.g. one written by
+  `sample.py`; repeats then share rows where it holds fewer than `needed`),
+  else the folder to sample `needed` rows into (resuming if it was cut off)
+  with shards and manifest None."""
   from rfp import shards  # pylint: disable=g-import-not-at-top  (imports JAX)
   workdir = pathlib.Path(workdir)
   step = checkpoint.managers(workdir)[1].latest_step()
@@ -237,22 +238,22 @@ def _sample_folder(workdir, needed, minimum, seed):
     if (manifest and manifest.get('n', 0) >= minimum
         and manifest.get('checkpoint', {}).get('step') == step):
       try:
-        shards.open_samples(folder)
-        return folder, True
+        return folder, shards.open_samples(folder, manifest), manifest
       except InputError:  # Cut off: resumed below if it is the right size.
         pass
   manifest = _manifest(default)
   if manifest is None or (manifest.get('n'), manifest.get('seed'),
                           manifest.get('checkpoint', {}).get('step')) == (needed, seed, step):
-    return default, False
-  return workdir / f'samples-{step}-{needed}-{seed}', False
+    return default, None, None
+  return workdir / f'samples-{step}-{needed}-{seed}', None, None
 
 
 def _manifest(folder):
-  path = folder / 'manifest.json'
+  """A sample folder's manifest, or None where it has none that reads."""
+  from rfp import shards  # pylint: disable=g-import-not-at-top  (imports JAX)
   try:
-    return checkpoint.read_json(path) if path.is_file() else None
-  except ValueError:
+    return shards.read_manifest(folder)
+  except InputError:
     return None
 
 
@@ -269,15 +270,19 @@ def open_synthetic(cfg, workdir, dim, needed, minimum, progress=True):
     folder, reused = pathlib.Path(cfg.synthetic), True
     if not folder.is_dir():
       raise InputError(f'{folder}: synthetic shard folder (eval.synthetic) not found')
+    manifest = shards.read_manifest(folder)
+    arrays = shards.open_samples(folder, manifest)
   else:
-    folder, reused = _sample_folder(workdir, needed, minimum, cfg.seed)
+    folder, arrays, manifest = _sample_folder(workdir, needed, minimum, cfg.seed)
+    reused = arrays is not None
     if not reused:
       shards.write_samples(workdir, folder, needed, -(-needed // SAMPLE_SHARD_ROWS),
                            seed=cfg.seed, progress=progress)
-  rows = retrieval.Stack([shard_rows(a) for a in shards.open_samples(folder)])
+      manifest = shards.read_manifest(folder)
+      arrays = shards.open_samples(folder, manifest)
+  rows = retrieval.Stack([shard_rows(a) for a in arrays])
   if rows.dim != dim:
     raise InputError(f'{folder}: synthetic rows have dimension {rows.dim}, the references {dim}')
-  manifest = _manifest(folder) or {}
   return rows, {'folder': str(folder), 'rows': rows.n, 'sampled_now': not reused,
                 **{k: manifest.get(k) for k in ('seed', 'solver', 'steps', 'dtype', 'sphere',
                                                 'checkpoint')}}
@@ -489,14 +494,6 @@ def table3(curves, fidelity_figures):
   return out
 
 
-def run_config(workdir):
-  """The config dict a run was trained with."""
-  path = pathlib.Path(workdir) / 'config.json'
-  if not path.is_file():
-    raise InputError(f'{workdir}: no config.json; is this a folder written by train.py?')
-  return checkpoint.read_json(path)
-
-
 def evaluate(config, workdir, nafp=None, progress=True):
   """Fidelity and scaling of the run in `workdir` on `config.eval`'s data.
 
@@ -504,7 +501,7 @@ def evaluate(config, workdir, nafp=None, progress=True):
   before anything is sampled or indexed.
   """
   cfg = config.eval
-  run = run_config(workdir)
+  run = checkpoint.read_config(workdir)
   inputs = open_inputs(cfg, run, nafp)
   spec = retrieval.IndexSpec.from_config(cfg.index)
   spec.subquantizers(inputs.reference.dim)

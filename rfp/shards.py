@@ -295,21 +295,32 @@ def _sample_shards(out, todo, rows, manifest, model, params, stats, done_rows, t
   bar.close()
 
 
-def open_samples(out):
-  """The shards of a sample folder as read-only memmaps, checked against its manifest.
-
-  Raises InputError (one line) if the folder has no manifest or a shard is
-  missing, partial or of the wrong shape.
-  """
-  out = pathlib.Path(out)
-  path = out / MANIFEST
+def read_manifest(out):
+  """The manifest of a sample folder; InputError (one line) if it is missing or unreadable."""
+  path = pathlib.Path(out) / MANIFEST
   if not path.is_file():
     raise InputError(f'{out}: no {MANIFEST}; not a folder written by sample.py')
   try:
     manifest = checkpoint.read_json(path)
-    rows, dim, dtype = manifest['rows_per_shard'], manifest['dim'], manifest['dtype']
-  except (ValueError, KeyError) as e:
+  except ValueError as e:
     raise InputError(f'{path}: unreadable manifest ({e!r})') from e
+  missing = [k for k in ('rows_per_shard', 'dim', 'dtype')
+             if not isinstance(manifest, dict) or k not in manifest]
+  if missing:
+    raise InputError(f'{path}: unreadable manifest (no {", ".join(missing)})')
+  return manifest
+
+
+def open_samples(out, manifest=None):
+  """The shards of a sample folder as read-only memmaps, checked against its manifest.
+
+  `manifest` (as `read_manifest` returns it) saves reading it again. Raises
+  InputError (one line) if the folder has no manifest or a shard is missing,
+  partial or of the wrong shape.
+  """
+  out = pathlib.Path(out)
+  manifest = read_manifest(out) if manifest is None else manifest
+  rows, dim, dtype = manifest['rows_per_shard'], manifest['dim'], manifest['dtype']
   for i, r in enumerate(rows):
     problem = _check_shard(shard_path(out, i), r, dim, dtype)
     if problem:

@@ -142,6 +142,13 @@ def test_open_samples_refuses_incomplete_folders(trained_run, tmp_path):
   shards.shard_path(tmp_path, 1).unlink()
   with pytest.raises(InputError, match='shard 1 of 3 is missing'):
     shards.open_samples(tmp_path)
+  manifest = tmp_path / 'manifest.json'
+  manifest.write_text('{"dim": 16}')
+  with pytest.raises(InputError, match='unreadable manifest \\(no rows_per_shard, dtype\\)'):
+    shards.open_samples(tmp_path)
+  manifest.write_text('{"dim": ')
+  with pytest.raises(InputError, match='unreadable manifest'):
+    shards.open_samples(tmp_path)
 
 
 def test_killed_run_resumes_to_the_same_files(trained_run, tmp_path):
