@@ -20,8 +20,31 @@ _DTYPES = (np.float16, np.float32, np.float64)
 UNIT_NORM_TOL = 1e-2
 
 
+CHUNK_ROWS = 1 << 16
+
+
+class Rows:
+  """Base of row sources: anything with `n`, `dim`, `read(start, stop)` and
+  `take(rows)` (both float32 `[rows, dim]`) streams in order through `chunks`."""
+
+  def chunks(self, chunk_rows=CHUNK_ROWS):
+    """Yields (start, rows `[<=chunk_rows, dim]` float32) over all rows, in order."""
+    for start in range(0, self.n, chunk_rows):
+      yield start, self.read(start, start + chunk_rows)
+
+
+def take_rows(array_nd, rows):
+  """Arbitrary rows (any order) of an array or memmap as float32; the reads are
+  sorted, which keeps a memory map's accesses sequential."""
+  rows = np.asarray(rows, dtype=np.int64)
+  order = np.argsort(rows)
+  out = np.empty((len(rows), array_nd.shape[1]), np.float32)
+  out[order] = array_nd[rows[order]]
+  return out
+
+
 @dataclasses.dataclass(frozen=True)
-class Embeddings:
+class Embeddings(Rows):
   """A read-only `[n, dim]` embedding file: where its rows are and how to read them."""
   path: pathlib.Path
   shape: tuple
@@ -54,12 +77,7 @@ class Embeddings:
                      shape=self.shape)
 
   def take(self, rows):
-    """Arbitrary rows (any order) as float32."""
-    rows = np.asarray(rows, dtype=np.int64)
-    order = np.argsort(rows)
-    out = np.empty((len(rows), self.dim), np.float32)
-    out[order] = self.memmap()[rows[order]]
-    return out
+    return take_rows(self.memmap(), rows)
 
   def checksum(self, sample_rows=4096):
     """Hash of the shape and of evenly spaced rows: cheap on a 100M-row file, and
@@ -68,11 +86,6 @@ class Embeddings:
     h = hashlib.sha1(repr(self.shape).encode())
     h.update(self.take(rows).tobytes())
     return h.hexdigest()[:16]
-
-  def chunks(self, chunk_rows=1 << 16):
-    """Yields (start, rows) over the whole file, in order."""
-    for start in range(0, self.n, chunk_rows):
-      yield start, self.read(start, start + chunk_rows)
 
 
 def _npy_layout(path):

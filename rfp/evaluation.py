@@ -406,8 +406,7 @@ def scaling(inputs, synthetic, plan, cfg, spec, progress=True):
     # One codebook for every point, trained on references and real rows when
     # there are any: curves then differ only by their distractors.
     pool = retrieval.Stack([inputs.reference, inputs.real if inputs.real is not None else synthetic])
-    rows = retrieval.sample_rows(pool.n, spec.train_rows, np.random.default_rng([cfg.seed, 4]))
-    trained = retrieval.Index(spec, pool.take(rows))
+    trained = retrieval.train_index(pool, spec, np.random.default_rng([cfg.seed, 4]))
   with tqdm(total=total, unit='row', unit_scale=True, desc='scaling', dynamic_ncols=True,
             disable=not progress, mininterval=0.5) as bar:
     for kind in ('real', 'synthetic', 'real2'):

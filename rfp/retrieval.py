@@ -7,7 +7,7 @@ against the raw vectors, read back from the files the rows came from. Rows
 reach the index in chunks and candidates are read back by id, so memory holds
 the index codes plus one chunk, never the database itself.
 
-Row sources share a small protocol (`n`, `dim`, `read(start, stop)`,
+Row sources are `rfp.data.Rows` (`n`, `dim`, `read(start, stop)`,
 `take(rows)`, `chunks()`); `rfp.data.Embeddings` is one, and the views below
 compose them without copying.
 """
@@ -17,9 +17,9 @@ import dataclasses
 import faiss
 import numpy as np
 
+from rfp.data import CHUNK_ROWS, Rows, take_rows
 from rfp.errors import InputError
 
-CHUNK_ROWS = 1 << 16
 SEARCH_BATCH = 4096  # Queries per faiss call.
 # faiss warns below 39 training points per centroid (k-means quality) and
 # cannot train a product quantizer with fewer points than centroids.
@@ -30,16 +30,7 @@ GPU_MAX_FLOAT32_SUBQUANTIZERS = 48
 GPU_MAX_K = 2048
 
 
-class _Rows:
-  """`chunks()` for any row source with `n` and `read`."""
-
-  def chunks(self, chunk_rows=CHUNK_ROWS):
-    """Yields (start, rows `[<=chunk_rows, dim]` float32) in order."""
-    for start in range(0, self.n, chunk_rows):
-      yield start, self.read(start, start + chunk_rows)
-
-
-class ArrayRows(_Rows):
+class ArrayRows(Rows):
   """An in-memory or memory-mapped `[n, dim]` array as a row source."""
 
   def __init__(self, array_nd):
@@ -50,14 +41,10 @@ class ArrayRows(_Rows):
     return np.asarray(self.array[start:stop], np.float32)
 
   def take(self, rows):
-    rows = np.asarray(rows, np.int64)
-    order = np.argsort(rows)  # Sorted reads keep memory maps sequential.
-    out = np.empty((len(rows), self.dim), np.float32)
-    out[order] = self.array[rows[order]]
-    return out
+    return take_rows(self.array, rows)
 
 
-class Stack(_Rows):
+class Stack(Rows):
   """Row sources one after another (references then distractors; shards)."""
 
   def __init__(self, parts):
@@ -85,7 +72,7 @@ class Stack(_Rows):
     return out
 
 
-class Subset(_Rows):
+class Subset(Rows):
   """The rows of `base` listed in `rows` (sorted for sequential reads)."""
 
   def __init__(self, base, rows):
@@ -99,7 +86,7 @@ class Subset(_Rows):
     return self.base.take(self.rows[np.asarray(rows, np.int64)])
 
 
-class Slice(_Rows):
+class Slice(Rows):
   """Rows [start, stop) of `base`, without listing them."""
 
   def __init__(self, base, start, stop):
@@ -215,6 +202,11 @@ def sample_rows(n, count, rng):
   return np.sort(rng.choice(n, size=min(count, n), replace=False))
 
 
+def train_index(rows, spec, rng, gpu=None):
+  """An empty `Index` trained on `spec.train_rows` random rows of a row source."""
+  return Index(spec, rows.take(sample_rows(rows.n, spec.train_rows, rng)), gpu)
+
+
 def build_index(db, spec, rng, gpu=None, on_chunk=None, chunk_rows=CHUNK_ROWS, trained=None):
   """Trains an `Index` on `spec.train_rows` random rows of `db` and adds all of it.
 
@@ -222,10 +214,7 @@ def build_index(db, spec, rng, gpu=None, on_chunk=None, chunk_rows=CHUNK_ROWS, t
   Rows stream in chunks; `on_chunk(start, x)` sees each one after it is added
   (e.g. to score distractors exactly in the same pass).
   """
-  if trained is not None:
-    index = trained.copy()
-  else:
-    index = Index(spec, db.take(sample_rows(db.n, spec.train_rows, rng)), gpu)
+  index = trained.copy() if trained is not None else train_index(db, spec, rng, gpu)
   for start, x in db.chunks(chunk_rows):
     index.add(x)
     if on_chunk is not None:

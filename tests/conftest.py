@@ -14,6 +14,12 @@ from rfp import cli
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
+def unit_rows(n, dim=128, seed=0, dtype=np.float32):
+  """`[n, dim]` random unit-norm rows."""
+  x = np.random.default_rng(seed).normal(size=(n, dim))
+  return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(dtype)
+
+
 def mixture(n, dim=16, modes=8, spread=0.08, seed=0):
   """Unit-norm rows around `modes` fixed centres; returns (rows [n, dim], centres).
 

@@ -7,13 +7,9 @@ import warnings
 import numpy as np
 import pytest
 
+from conftest import unit_rows
 from rfp import data
 from rfp.errors import InputError
-
-
-def _unit(n, dim=128, seed=0, dtype=np.float32):
-  x = np.random.default_rng(seed).normal(size=(n, dim))
-  return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(dtype)
 
 
 def _write_mm(path, x):
@@ -27,7 +23,7 @@ def _sha(path):
 
 @pytest.mark.parametrize('dtype', [np.float16, np.float32])
 def test_npy_rows_read_back_exactly(tmp_path, dtype):
-  x = _unit(300, dtype=dtype)
+  x = unit_rows(300, dtype=dtype)
   np.save(tmp_path / 'x.npy', x)
   emb = data.open_embeddings(tmp_path / 'x.npy', dim=128)
   assert (emb.n, emb.dim, emb.dtype) == (300, 128, np.dtype(dtype))
@@ -37,7 +33,7 @@ def test_npy_rows_read_back_exactly(tmp_path, dtype):
 
 
 def test_nafp_memmap_layout_is_read_read_only(tmp_path):
-  x = _unit(200)
+  x = unit_rows(200)
   _write_mm(tmp_path / 'dummy_db.mm', x)
   (tmp_path / 'dummy_db.mm').chmod(0o444)
   before = _sha(tmp_path / 'dummy_db.mm')
@@ -68,7 +64,7 @@ def test_bad_npy_files_name_the_file_and_problem(tmp_path, make, message):
 
 def test_memmap_size_must_match_shape_file(tmp_path):
   path = tmp_path / 'db.mm'
-  _write_mm(path, _unit(10))
+  _write_mm(path, unit_rows(10))
   np.save(tmp_path / 'db_shape.npy', np.array([11, 128]))
   with pytest.raises(InputError, match=r'size 5120 bytes does not match shape \(11, 128\)'):
     data.open_embeddings(path)
@@ -78,7 +74,7 @@ def test_memmap_size_must_match_shape_file(tmp_path):
 
 
 def test_non_finite_rows_are_rejected_with_a_count(tmp_path):
-  x = _unit(1000)
+  x = unit_rows(1000)
   x[[7, 500, 501], 3] = [np.nan, np.inf, -np.inf]
   np.save(tmp_path / 'x.npy', x)
   with pytest.raises(InputError, match=r'3 rows contain NaN or Inf \(first: row 7\)'):
@@ -86,19 +82,19 @@ def test_non_finite_rows_are_rejected_with_a_count(tmp_path):
 
 
 def test_rows_off_the_sphere_are_counted_in_a_warning(tmp_path):
-  x = _unit(100)
+  x = unit_rows(100)
   x[:9] *= 1.5
   np.save(tmp_path / 'x.npy', x)
   with pytest.warns(UserWarning, match='9 of 100 rows are not unit-norm'):
     data.scan(data.open_embeddings(tmp_path / 'x.npy'))
-  np.save(tmp_path / 'y.npy', _unit(100))
+  np.save(tmp_path / 'y.npy', unit_rows(100))
   with warnings.catch_warnings():
     warnings.simplefilter('error')
     data.scan(data.open_embeddings(tmp_path / 'y.npy'))
 
 
 def test_statistics_per_dimension_and_scalar(tmp_path):
-  x = _unit(5000) + np.linspace(0, 0.1, 128, dtype=np.float32)
+  x = unit_rows(5000) + np.linspace(0, 0.1, 128, dtype=np.float32)
   np.save(tmp_path / 'x.npy', x)
   emb = data.open_embeddings(tmp_path / 'x.npy')
   with warnings.catch_warnings():

@@ -3,13 +3,9 @@
 import numpy as np
 import pytest
 
+from conftest import unit_rows
 from rfp import retrieval
 from rfp.errors import InputError
-
-
-def _unit(n, dim, seed):
-  x = np.random.default_rng(seed).normal(size=(n, dim)).astype(np.float32)
-  return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
 def _spec(**kw):
@@ -18,7 +14,7 @@ def _spec(**kw):
 
 
 def test_views_read_and_take_like_the_arrays_they_stand_for():
-  a, b = _unit(300, 8, 0), _unit(500, 8, 1)
+  a, b = unit_rows(300, 8, 0), unit_rows(500, 8, 1)
   rows = np.sort(np.random.default_rng(2).choice(500, 200, replace=False))
   db = retrieval.Stack([retrieval.ArrayRows(a),
                         retrieval.Slice(retrieval.Subset(retrieval.ArrayRows(b), rows), 50, 150)])
@@ -32,8 +28,8 @@ def test_views_read_and_take_like_the_arrays_they_stand_for():
 
 def test_full_probe_with_exact_reranking_equals_exact_search():
   """nprobe = nlist scans every vector; k = database size re-ranks them all exactly."""
-  refs, distractors = _unit(1000, 16, 3), _unit(2000, 16, 4)
-  q = refs[:100] + 0.3 * _unit(100, 16, 5)
+  refs, distractors = unit_rows(1000, 16, 3), unit_rows(2000, 16, 4)
+  q = refs[:100] + 0.3 * unit_rows(100, 16, 5)
   db = retrieval.Stack([retrieval.ArrayRows(refs), retrieval.ArrayRows(distractors)])
   index = retrieval.build_index(db, _spec(), np.random.default_rng(0))
   ids, scores = retrieval.search(index, q, db, k=db.n)
@@ -44,8 +40,8 @@ def test_full_probe_with_exact_reranking_equals_exact_search():
 
 
 def test_reranking_fixes_pq_order_within_the_candidates():
-  refs = _unit(3000, 16, 6)
-  q = refs[:200] + 0.2 * _unit(200, 16, 7)
+  refs = unit_rows(3000, 16, 6)
+  q = refs[:200] + 0.2 * unit_rows(200, 16, 7)
   db = retrieval.ArrayRows(refs)
   index = retrieval.build_index(db, _spec(nprobe=4), np.random.default_rng(0))
   raw = index.search(q, 20)
@@ -56,8 +52,8 @@ def test_reranking_fixes_pq_order_within_the_candidates():
 
 
 def test_search_batches_give_the_same_answer(monkeypatch):
-  refs = _unit(2000, 16, 8)
-  q = refs[:300] + 0.3 * _unit(300, 16, 9)
+  refs = unit_rows(2000, 16, 8)
+  q = refs[:300] + 0.3 * unit_rows(300, 16, 9)
   db = retrieval.ArrayRows(refs)
   index = retrieval.build_index(db, _spec(nprobe=4), np.random.default_rng(0))
   whole = retrieval.search(index, q, db, k=10)
@@ -67,7 +63,7 @@ def test_search_batches_give_the_same_answer(monkeypatch):
 
 
 def test_missing_candidates_sort_last():
-  refs = _unit(300, 8, 10)
+  refs = unit_rows(300, 8, 10)
   ids = np.array([[5, -1, 7], [-1, -1, -1]])
   out, scores = retrieval.rerank(refs[[7, 0]], ids, retrieval.ArrayRows(refs))
   assert out[0, 0] == 7 and out[0, 2] == -1 and scores[0, 2] == -np.inf
@@ -75,24 +71,24 @@ def test_missing_candidates_sort_last():
 
 
 def test_small_databases_shrink_the_index():
-  db = retrieval.ArrayRows(_unit(1000, 16, 11))
+  db = retrieval.ArrayRows(unit_rows(1000, 16, 11))
   index = retrieval.build_index(db, _spec(nlist=256, nprobe=40), np.random.default_rng(0))
   assert index.settings['nlist'] == 1000 // retrieval.MIN_POINTS_PER_CENTROID
   assert index.settings['nprobe'] == index.settings['nlist']
   assert index.settings['sparse_code_training'] and index.ntotal == 1000
-  tiny = retrieval.build_index(retrieval.ArrayRows(_unit(100, 16, 12)), _spec(),
+  tiny = retrieval.build_index(retrieval.ArrayRows(unit_rows(100, 16, 12)), _spec(),
                                np.random.default_rng(0))
   assert tiny.settings['nlist'] == 2 and tiny.settings['bits'] == 6
 
 
 def test_training_rows_are_a_sample():
-  db = retrieval.ArrayRows(_unit(5000, 16, 13))
+  db = retrieval.ArrayRows(unit_rows(5000, 16, 13))
   index = retrieval.build_index(db, _spec(train_rows=1000), np.random.default_rng(0))
   assert index.settings['train_rows'] == 1000 and index.ntotal == 5000
 
 
 def test_on_chunk_sees_every_row_once_in_order():
-  x = _unit(1000, 16, 14)
+  x = unit_rows(1000, 16, 14)
   seen = []
   retrieval.build_index(retrieval.ArrayRows(x), _spec(), np.random.default_rng(0),
                         on_chunk=lambda start, c: seen.append((start, c)), chunk_rows=300)
@@ -111,10 +107,10 @@ def test_paper_code_size_on_128_dims():
 
 
 def test_a_copy_reuses_the_trained_quantizers_and_finds_the_same(tmp_path):
-  db = retrieval.ArrayRows(_unit(3000, 16, 21))
+  db = retrieval.ArrayRows(unit_rows(3000, 16, 21))
   spec = _spec(nprobe=4)
   index = retrieval.build_index(db, spec, np.random.default_rng(0))
   reused = retrieval.build_index(db, spec, np.random.default_rng(1), trained=index)
   assert reused.ntotal == index.ntotal == 3000 and reused.settings == index.settings
-  q = _unit(50, 16, 22)
+  q = unit_rows(50, 16, 22)
   np.testing.assert_array_equal(reused.search(q, 10), index.search(q, 10))
