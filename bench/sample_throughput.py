@@ -57,10 +57,11 @@ def seconds(fn, iters):
   return (time.perf_counter() - start) / iters
 
 
-def make_matmul(batch, width, hidden, dtype):
-  """`[batch, width] @ [width, hidden]` as the sampler's matmuls run it; returns (call, FLOPs)."""
-  # The sampler's precision: full float32 (no TF32 on GPUs), or bfloat16 in and out.
-  precision = 'highest' if dtype == jnp.float32 else 'default'
+def make_matmul(batch, width, hidden, dtype, precision=None):
+  """`[batch, width] @ [width, hidden]` at `precision`, by default as the sampler's
+  matmuls run it; returns (call, FLOPs)."""
+  if precision is None:  # The sampler's: full float32 (no TF32 on GPUs), or bfloat16.
+    precision = 'highest' if dtype == jnp.float32 else 'default'
   rng = np.random.default_rng(0)
   a = jnp.asarray(rng.normal(size=(batch, width)), dtype)
   b = jnp.asarray(rng.normal(size=(width, hidden)) / np.sqrt(width), dtype)

@@ -53,8 +53,9 @@ def main():
     rate = train_steps_per_s(cfg, args.batch_size, args.iters)
     # Forward plus backward (gradients for activations and weights): 3x.
     achieved = 3 * model_lib.flops_per_row(m) * args.batch_size * rate
+    # train_step runs at default precision (TF32 on GPUs), and so does its baseline.
     matmul, flops = sample_throughput.make_matmul(args.batch_size, m.width, m.hidden,
-                                                  jnp.dtype(dtype))
+                                                  jnp.dtype(dtype), precision='default')
     jax.block_until_ready(matmul())  # Compile and finish before timing starts.
     peak = flops / sample_throughput.seconds(matmul, args.iters * 4)
     print(f'| {name} | {m.width}x{m.depth} {m.ffn} | {dtype} | {rate:.2f} | '
