@@ -5,6 +5,7 @@ import os
 import stat
 import zipfile
 
+import flax.linen
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -89,6 +90,18 @@ def test_encoder_gives_deterministic_unit_fingerprints():
   assert e.shape == (4, fingerprinter.DIM)
   np.testing.assert_allclose(jnp.linalg.norm(e, axis=1), 1.0, rtol=1e-5)
   np.testing.assert_array_equal(e, fingerprinter.embed_audio(params, x_bs))
+
+
+@pytest.mark.parametrize('shape', [(2, 64, 94, 1), (3, 7, 12, 5), (1, 2, 3, 4)])
+def test_patch_convolution_is_flaxs_strided_same_convolution(shape):
+  """Odd and even sizes pad as 'SAME' does; the kernel keeps nn.Conv's layout."""
+  k_x, k_init = jax.random.split(jax.random.key(len(shape) + shape[1]))
+  x = jax.random.normal(k_x, shape)
+  conv = flax.linen.Conv(6, (3, 3), strides=(2, 2), padding='SAME')
+  params = conv.init(k_init, x)['params']
+  params = {'kernel': params['kernel'], 'bias': jnp.arange(6.0)}
+  got = fingerprinter.Conv3x3Stride2(6).apply({'params': params}, x)
+  np.testing.assert_allclose(got, conv.apply({'params': params}, x), rtol=1e-5, atol=1e-5)
 
 
 def test_nt_xent_rewards_matching_pairs():

@@ -26,11 +26,41 @@ CHANNELS = (16, 32, 64, 128, 256)
 HIDDEN = 1024
 
 
+def conv3x3_stride2(h_bhwc, kernel_33io, bias_o):
+  """A 3x3, stride-2, 'SAME'-padded convolution as one matmul over gathered patches.
+
+  The same function as `nn.Conv(o, (3, 3), strides=2, padding='SAME')` with the
+  same parameters, and on CPUs the same numbers; its gradients run about twice
+  as fast, because XLA's CPU convolutions use a fraction of the matmul rate on
+  maps with few channels.
+  """
+  _, h, w, c = h_bhwc.shape
+  oh, ow = -(-h // 2), -(-w // 2)
+  pad_h, pad_w = max(2 * oh + 1 - h, 0), max(2 * ow + 1 - w, 0)
+  x = jnp.pad(h_bhwc, ((0, 0), (pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2),
+                       (0, 0)))
+  # Patch features in the kernel's (row, column, channel) order.
+  patches_bhwk = jnp.concatenate([x[:, i:i + 2 * oh - 1:2, j:j + 2 * ow - 1:2]
+                                  for i in range(3) for j in range(3)], axis=-1)
+  return patches_bhwk @ kernel_33io.reshape(9 * c, -1) + bias_o
+
+
+class Conv3x3Stride2(nn.Module):
+  """`conv3x3_stride2` with `nn.Conv`'s parameters and initialisers."""
+  features: int
+
+  @nn.compact
+  def __call__(self, h_bhwc):
+    kernel = self.param('kernel', nn.initializers.lecun_normal(),
+                        (3, 3, h_bhwc.shape[-1], self.features))
+    bias = self.param('bias', nn.initializers.zeros_init(), (self.features,))
+    return conv3x3_stride2(h_bhwc, kernel, bias)
+
+
 class Encoder(nn.Module):
   """Strided 3x3 convs halve mel and time each layer; a 2-layer head maps to DIM.
 
-  The convs stop at a 2x3 map: XLA's CPU convolution is pathologically slow on
-  tiny maps with wide channels, and there a dense layer sees the same context.
+  The convs stop at a 2x3 map, where a dense layer sees the whole context.
   """
   channels: tuple = CHANNELS
   hidden: int = HIDDEN
@@ -39,8 +69,8 @@ class Encoder(nn.Module):
   @nn.compact
   def __call__(self, mel_bmf):
     h = mel_bmf[..., None]
-    for c in self.channels:
-      h = nn.Conv(c, (3, 3), strides=(2, 2), padding='SAME')(h)
+    for i, c in enumerate(self.channels):
+      h = Conv3x3Stride2(c, name=f'Conv_{i}')(h)  # nn.Conv's names: shipped weights load.
       h = nn.elu(nn.LayerNorm()(h))
     h = h.reshape(h.shape[0], -1)
     h = nn.elu(nn.Dense(self.hidden)(h))
