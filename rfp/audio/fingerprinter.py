@@ -9,6 +9,7 @@ import hashlib
 import os
 import pathlib
 import time
+from typing import Callable
 
 import flax.linen as nn
 import flax.serialization
@@ -61,21 +62,40 @@ class Encoder(nn.Module):
   """Strided 3x3 convs halve mel and time each layer; a 2-layer head maps to DIM.
 
   The convs stop at a 2x3 map, where a dense layer sees the whole context.
+  `conv(features, name=...)` makes each convolution; any implementation of
+  the same function (e.g. flax's `nn.Conv`) loads the same weights.
   """
   channels: tuple = CHANNELS
   hidden: int = HIDDEN
   dim: int = DIM
+  conv: Callable[..., nn.Module] = Conv3x3Stride2
 
   @nn.compact
   def __call__(self, mel_bmf):
     h = mel_bmf[..., None]
     for i, c in enumerate(self.channels):
-      h = Conv3x3Stride2(c, name=f'Conv_{i}')(h)  # nn.Conv's names: shipped weights load.
+      h = self.conv(c, name=f'Conv_{i}')(h)  # nn.Conv's names: shipped weights load.
       h = nn.elu(nn.LayerNorm()(h))
     h = h.reshape(h.shape[0], -1)
     h = nn.elu(nn.Dense(self.hidden)(h))
     e_bd = nn.Dense(self.dim)(h)
     return e_bd / jnp.linalg.norm(e_bd, axis=-1, keepdims=True)
+
+
+def matmul_shapes(channels=CHANNELS, hidden=HIDDEN, dim=DIM):
+  """The encoder's matmuls per example as (rows, inputs, outputs): each conv is
+  one row per output position; then the two dense layers."""
+  shapes, h, w, c = [], N_MELS, N_FRAMES, 1
+  for out in channels:
+    h, w = -(-h // 2), -(-w // 2)
+    shapes.append((h * w, 9 * c, out))
+    c = out
+  return shapes + [(1, h * w * c, hidden), (1, hidden, dim)]
+
+
+def flops_per_example(channels=CHANNELS, hidden=HIDDEN, dim=DIM):
+  """Forward multiply-add FLOPs of the encoder for one 1 s input (log-mel excluded)."""
+  return sum(2 * r * i * o for r, i, o in matmul_shapes(channels, hidden, dim))
 
 
 @jax.jit
