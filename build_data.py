@@ -33,6 +33,10 @@ def main(argv=None):
                            'window, so a batch holds in-track negatives (default: %(default)s)')
   parser.add_argument('--fp-lr', default=5e-4, type=float,
                       help='peak learning rate of the cosine schedule (default: %(default)s)')
+  parser.add_argument('--fp-mine-every', default=0, type=int,
+                      help='build each group from a moment and the moments of its track that the '
+                           'encoder confuses it with, re-mined every this many steps; 0: random '
+                           'moments. For fine-tuning (default: %(default)s)')
   parser.add_argument('--fp-init', type=pathlib.Path,
                       help='fine-tune from these weights (.npz) instead of random ones')
   parser.add_argument('--fp-minutes', default=150, type=int,
@@ -63,7 +67,7 @@ def main(argv=None):
                        args.flow_rows, args.distractor_rows, log=log)
   params, fp_info = build.train_fingerprinter(
       args.work_dir, splits, args.seed, args.fp_steps, args.fp_batch, args.fp_per_track,
-      args.fp_lr, args.fp_init, args.retrain_fingerprinter, log=log)
+      args.fp_lr, args.fp_init, args.retrain_fingerprinter, args.fp_mine_every, log=log)
   if (args.out_dir / 'metadata.json').exists():
     log(f'export: {args.out_dir}/metadata.json exists; delete it to rebuild {args.out_dir}/')
     return 0

@@ -177,6 +177,78 @@ def test_pair_starts_group_moments_of_one_track_with_their_next_window(per_track
   assert np.abs(np.asarray(positive_b - anchor_b)).max() <= augment.MAX_OFFSET
 
 
+def test_mining_windows_lie_on_each_tracks_grid_with_room_for_the_pair_margins():
+  bounds = np.array([[0, 20 * SAMPLE_RATE], [20 * SAMPLE_RATE + 123, 31 * SAMPLE_RATE]])
+  start_n, track_n = fingerprinter.mining_windows(bounds)
+  lo, hi = bounds[track_n, 0], bounds[track_n, 1]
+  assert ((start_n - lo) % HOP == 0).all()
+  assert (start_n - augment.RIR_LEN - augment.MAX_OFFSET >= lo).all()
+  assert (start_n + HOP + SEGMENT + augment.MAX_OFFSET <= hi).all()
+  # Every grid window that fits is a candidate: none missing at either end.
+  for k, (a, b) in enumerate(bounds):
+    starts = start_n[track_n == k]
+    assert starts[0] - HOP - augment.RIR_LEN - augment.MAX_OFFSET < a
+    assert starts[-1] + 2 * HOP + SEGMENT + augment.MAX_OFFSET > b
+
+
+def _two_tracks_with_a_loop():
+  """Two 20 s tracks; the first repeats its seconds 3-5 exactly at seconds 13-15."""
+  a, b = _music(20.0, 5), _music(20.0, 6)
+  a[13 * SAMPLE_RATE:15 * SAMPLE_RATE] = a[3 * SAMPLE_RATE:5 * SAMPLE_RATE]
+  return np.concatenate([a, b]), np.array([[0, 20 * SAMPLE_RATE], [20 * SAMPLE_RATE, 40 * SAMPLE_RATE]])
+
+
+def test_mined_confusers_are_the_most_alike_windows_of_the_track_apart_from_loops():
+  audio, bounds = _two_tracks_with_a_loop()
+  start_n, track_n = fingerprinter.mining_windows(bounds)
+  tiny = fingerprinter.Encoder(channels=(4, 8), hidden=16)
+  params = fingerprinter.init_params(jax.random.key(0), tiny)
+  confusers_nk = fingerprinter.mine_confusers(params, audio, start_n, track_n, 3, tiny)
+  assert confusers_nk.shape == (start_n.size, 3)
+  pos_n = (start_n - bounds[track_n, 0]) // HOP  # Window number within its track.
+  assert (track_n[confusers_nk] == track_n[:, None]).all()
+  group_ngk = np.concatenate([np.arange(start_n.size)[:, None], confusers_nk], axis=1)
+  gap_nkk = np.abs(pos_n[group_ngk][:, :, None] - pos_n[group_ngk][:, None, :])
+  assert (gap_nkk + 100 * np.eye(4, dtype=int) >= 3).all()  # No two moments share audio.
+  # Windows 6-8 (3-5 s) recur as windows 26-28 (13-15 s): never each other's confusers.
+  twin = {}
+  for p in (6, 7, 8):
+    i, j = (np.flatnonzero((track_n == 0) & (pos_n == q))[0] for q in (p, p + 20))
+    twin[i], twin[j] = j, i
+    assert j not in confusers_nk[i] and i not in confusers_nk[j]
+  # The first pick is the best-scoring window of the track that is far enough away.
+  e_nd = np.asarray(fingerprinter.Encoder.apply(tiny, {'params': params}, log_mel(
+      jnp.asarray(audio[start_n[:, None] + np.arange(SEGMENT)]))))
+  for i in range(start_n.size):
+    ok = (track_n == track_n[i]) & (np.abs(pos_n - pos_n[i]) >= 3)
+    ok[twin.get(i, i)] = False
+    scores = np.where(ok, e_nd @ e_nd[i], -np.inf)
+    assert scores[confusers_nk[i, 0]] >= scores.max() - 1e-5
+
+
+def test_mined_groups_are_a_window_its_confusers_and_their_next_windows():
+  start_n = jnp.arange(10, dtype=jnp.int32) * HOP + 10 * HOP
+  confusers_nk = jnp.asarray(np.random.default_rng(0).integers(0, 10, (10, 3)), jnp.int32)
+  anchor_b, positive_b = fingerprinter.sample_mined_starts(jax.random.key(0), start_n, confusers_nk, 32, 8)
+  anchor_gp = np.asarray(anchor_b).reshape(4, 8)
+  seed_g = (anchor_gp[:, 0] - 10 * HOP) // HOP
+  np.testing.assert_array_equal(anchor_gp[:, 1:4], np.asarray(start_n)[np.asarray(confusers_nk)[seed_g]])
+  np.testing.assert_array_equal(anchor_gp[:, 4:], anchor_gp[:, :4] + HOP)
+  assert np.abs(np.asarray(positive_b - anchor_b)).max() <= augment.MAX_OFFSET
+
+
+def test_mined_training_resumes_to_the_same_weights(tmp_path):
+  audio, bounds = _two_tracks_with_a_loop()
+  noise = np.random.default_rng(0).normal(size=2 * SAMPLE_RATE).astype(np.float32)
+  inputs = (jax.random.key(0), audio, bounds, noise, augment.room_impulse_responses(jax.random.key(0), 4))
+  tiny = fingerprinter.Encoder(channels=(4, 8), hidden=16)
+  common = dict(batch=8, per_track=8, ckpt_every=1, model=tiny, mine_every=2, log=lambda m: None)
+  straight, _ = fingerprinter.train(*inputs, tmp_path / 'a', steps=5, **common)
+  for steps in (2, 3, 5):  # Stops on and between re-mining steps.
+    resumed, _ = fingerprinter.train(*inputs, tmp_path / 'b', steps=steps, **common)
+  jax.tree.map(np.testing.assert_array_equal, straight, resumed)
+
+
 def test_windows_are_one_second_at_half_second_hop():
   x = np.arange(int(3.7 * SAMPLE_RATE), dtype=np.float32)
   w = build.windows(x)

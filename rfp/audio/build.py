@@ -143,7 +143,7 @@ def concat_audio(work, entries):
 
 
 def train_fingerprinter(work, splits, seed, steps, batch, per_track=4, lr=5e-4, init=None,
-                        retrain=False, log=print):
+                        retrain=False, mine_every=0, log=print):
   """Trains (resumably) and writes the shipped weights; returns (params, info).
 
   Shipped weights are reused unless `retrain`, so a rebuild embeds with the same
@@ -156,6 +156,7 @@ def train_fingerprinter(work, splits, seed, steps, batch, per_track=4, lr=5e-4, 
     log(f'fingerprinter: using {WEIGHTS}')
     return fingerprinter.load_weights(WEIGHTS), json.loads(info_path.read_text())
   settings = {'seed': seed, 'steps': steps, 'batch': batch, 'per_track': per_track, 'lr': lr,
+              **({'mine_every': mine_every} if mine_every else {}),
               'init_sha1': hashlib.sha1(pathlib.Path(init).read_bytes()).hexdigest() if init else None}
   ckpt_dir = work / 'fingerprinter' / hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
   ckpt_dir.mkdir(parents=True, exist_ok=True)
@@ -167,11 +168,11 @@ def train_fingerprinter(work, splits, seed, steps, batch, per_track=4, lr=5e-4, 
       f'{noise.size / SAMPLE_RATE / 60:.0f} min of noise; checkpoints in {ckpt_dir}')
   params, info = fingerprinter.train(
       jax.random.key(seed), audio, bounds, noise, rirs, ckpt_dir, steps, batch, per_track, lr=lr,
-      init=fingerprinter.load_weights(init) if init else None, log=log)
+      init=fingerprinter.load_weights(init) if init else None, mine_every=mine_every, log=log)
   WEIGHTS.parent.mkdir(parents=True, exist_ok=True)
   fingerprinter.save_weights(WEIGHTS, params)
   info.update(batch=batch, per_track=per_track, lr=lr, params=fingerprinter.count_params(params),
-              rir_seed=seed + 1)
+              rir_seed=seed + 1, **({'mine_every': mine_every} if mine_every else {}))
   init_info = pathlib.Path(init).with_suffix('.json') if init else None
   if init_info is not None and init_info.exists():
     info['fine_tuned_from'] = json.loads(init_info.read_text())

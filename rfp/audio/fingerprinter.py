@@ -5,6 +5,7 @@ time-shifted copy (what a microphone would hear); every other segment in the
 batch is a negative.
 """
 
+import functools
 import hashlib
 import os
 import pathlib
@@ -139,13 +140,106 @@ def sample_pair_starts(key, track_lo_k, track_hi_k, batch, per_track=4):
   return anchor_b, anchor_b + offset_b
 
 
+def mining_windows(track_bounds_k2):
+  """Database-grid window starts (samples, 0.5 s apart) far enough from each track's
+  ends for `sample_pair_starts`' margins, and each one's track; the candidates
+  `mine_confusers` ranks."""
+  margin_lo = augment.RIR_LEN + augment.MAX_OFFSET
+  margin_hi = HOP + SEGMENT + augment.MAX_OFFSET
+  starts, tracks = [], []
+  for k, (lo, hi) in enumerate(np.asarray(track_bounds_k2, np.int64)):
+    local = np.arange(-(-margin_lo // HOP), (hi - lo - margin_hi) // HOP + 1) * HOP
+    starts.append(lo + local)
+    tracks.append(np.full(local.size, k))
+  return np.concatenate(starts).astype(np.int32), np.concatenate(tracks)
+
+
+def _pick_confusers(sim_nn, gap_ok_nn, n_pick):
+  """Greedily the most similar candidates of each row that are `gap_ok` with the row
+  and with every one picked before; short rows are padded with the row's best
+  remaining candidates, then with itself."""
+  n = sim_nn.shape[0]
+  picks_nk = np.tile(np.arange(n)[:, None], (1, n_pick))
+  order_nn = np.argsort(-sim_nn, axis=1)
+  for i in range(n):
+    chosen = []
+    for j in order_nn[i]:
+      if len(chosen) == n_pick or not np.isfinite(sim_nn[i, j]):
+        break
+      if all(gap_ok_nn[j, c] for c in chosen):
+        chosen.append(j)
+    if len(chosen) < n_pick:
+      chosen += [j for j in order_nn[i] if np.isfinite(sim_nn[i, j]) and j not in chosen]
+      chosen = chosen[:n_pick]
+    picks_nk[i, :len(chosen)] = chosen
+  return picks_nk
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _mel_and_embedding(model, params, x_bs):
+  mel_bmf = log_mel(x_bs)
+  return mel_bmf, model.apply({'params': params}, mel_bmf)
+
+
+def mine_confusers(params, audio, window_start_n, window_track_n, n_pick, model=Encoder(),
+                   min_gap=3, max_mel_corr=0.9, batch=512):
+  """[N, n_pick] indices into `window_start_n`: for each window, the other windows of
+  its track that the encoder scores most alike, at least `min_gap` windows from it
+  and from each other (so no two anchors share audio).
+
+  These are the moments a query of this window gets confused with. Windows whose
+  log-mels correlate above `max_mel_corr` are skipped: those are loops, the same
+  audio twice, which no fingerprint can tell apart.
+  """
+  mel_nmf, e_nd = [], []
+  for i in range(0, window_start_n.size, batch):
+    idx = np.asarray(window_start_n[i:i + batch])
+    x_bs = np.zeros((batch, SEGMENT), np.float32)
+    x_bs[:idx.size] = np.asarray(audio)[idx[:, None] + np.arange(SEGMENT)]
+    mel, e = _mel_and_embedding(model, params, x_bs)
+    mel_nmf.append(np.asarray(mel)[:idx.size])
+    e_nd.append(np.asarray(e)[:idx.size])
+  mel_nf, e_nd = np.concatenate(mel_nmf).reshape(window_start_n.size, -1), np.concatenate(e_nd)
+  mel_nf = mel_nf - mel_nf.mean(axis=1, keepdims=True)
+  mel_nf /= np.linalg.norm(mel_nf, axis=1, keepdims=True) + 1e-9
+  confusers_nk = np.zeros((window_start_n.size, n_pick), np.int32)
+  for k in np.unique(window_track_n):
+    rows = np.flatnonzero(window_track_n == k)
+    pos = np.arange(rows.size)
+    gap_ok = np.abs(pos[:, None] - pos[None, :]) >= min_gap
+    sim = e_nd[rows] @ e_nd[rows].T
+    sim[~gap_ok | (mel_nf[rows] @ mel_nf[rows].T > max_mel_corr)] = -np.inf
+    confusers_nk[rows] = rows[_pick_confusers(sim, gap_ok, n_pick)]
+  return confusers_nk
+
+
+def sample_mined_starts(key, window_start_n, confusers_nk, batch, per_track=4):
+  """Like `sample_pair_starts`, but each group's moments are a random window and the
+  windows of its track the encoder confuses it with (`mine_confusers`)."""
+  groups, moments = batch // per_track, per_track // 2
+  k_seed, k_offset = jax.random.split(key)
+  seed_g = jax.random.randint(k_seed, (groups,), 0, window_start_n.shape[0])
+  moment_gm = jnp.concatenate([seed_g[:, None], confusers_nk[seed_g, :moments - 1]], axis=1)
+  first_gm = window_start_n[moment_gm]
+  anchor_b = jnp.concatenate([first_gm, first_gm + HOP], axis=1).reshape(batch)
+  offset_b = jax.random.randint(k_offset, (batch,), -augment.MAX_OFFSET, augment.MAX_OFFSET + 1)
+  return anchor_b, anchor_b + offset_b
+
+
 def make_train_step(optimizer, temperature, batch, per_track=4, model=Encoder()):
-  """One jitted step: sample pairs, distort positives, NT-Xent, update."""
+  """One jitted step: sample pairs, distort positives, NT-Xent, update.
+
+  `mined` is None (groups of random moments) or (window_start_n, confusers_nk)
+  from `mine_confusers` (groups of moments the encoder confuses).
+  """
 
   @jax.jit
-  def step(params, opt_state, key, audio, track_lo_k, track_hi_k, noise, rirs_nl):
+  def step(params, opt_state, key, audio, track_lo_k, track_hi_k, noise, rirs_nl, mined=None):
     k_starts, k_distort = jax.random.split(key)
-    anchor_b, positive_b = sample_pair_starts(k_starts, track_lo_k, track_hi_k, batch, per_track)
+    if mined is None:
+      anchor_b, positive_b = sample_pair_starts(k_starts, track_lo_k, track_hi_k, batch, per_track)
+    else:
+      anchor_b, positive_b = sample_mined_starts(k_starts, *mined, batch, per_track)
     clean_bs = augment.crop_rows(audio, anchor_b, SEGMENT)
     context_bt = augment.crop_rows(audio, positive_b - augment.RIR_LEN, augment.RIR_LEN + SEGMENT)
     noisy_bs = augment.distort(k_distort, context_bt, noise, rirs_nl)
@@ -180,13 +274,17 @@ def _save_atomic(path, data):
 
 def train(key, audio, track_bounds_k2, noise, rirs_nl, ckpt_dir, steps, batch=128,
           per_track=4, temperature=0.05, lr=5e-4, ckpt_every=100, init=None, model=Encoder(),
-          log=print):
+          mine_every=0, log=print):
   """Trains (or resumes from `ckpt_dir`) for `steps` total steps; returns params.
 
   `audio` is all training tracks concatenated, `track_bounds_k2` their [start, end)
   sample ranges. `init` (params) fine-tunes instead of starting from random
-  weights. A checkpoint is written every `ckpt_every` steps, so a killed run
-  loses at most that much work.
+  weights. `mine_every` > 0 builds each group from a moment and the moments of
+  its track the current encoder confuses it with, re-mined every that many
+  steps (`mine_confusers`; meant for fine-tuning: a random encoder's confusions
+  are random). A checkpoint is written every `ckpt_every` steps, so a killed
+  run loses at most that much work; it holds the mined table, so a resumed run
+  trains on the same batches.
   """
   ckpt_dir = pathlib.Path(ckpt_dir)
   ckpt_dir.mkdir(parents=True, exist_ok=True)
@@ -194,7 +292,11 @@ def train(key, audio, track_bounds_k2, noise, rirs_nl, ckpt_dir, steps, batch=12
   k_init, k_steps = jax.random.split(key)
   optimizer = make_optimizer(steps, lr)
   params = init_params(k_init, model) if init is None else init
-  state = {'params': params, 'opt_state': optimizer.init(params), 'step': 0, 'seconds': 0.0}
+  window_start_n, window_track_n = mining_windows(track_bounds_k2)
+  n_pick = per_track // 2 - 1
+  state = {'params': params, 'opt_state': optimizer.init(params), 'step': 0, 'seconds': 0.0,
+           'confusers': np.zeros((window_start_n.size if mine_every else 0, n_pick), np.int32),
+           'mined_at': -1}
   if ckpt.exists():
     state = flax.serialization.from_bytes(state, ckpt.read_bytes())
     log(f'fingerprinter: resuming at step {int(state["step"])}')
@@ -202,16 +304,23 @@ def train(key, audio, track_bounds_k2, noise, rirs_nl, ckpt_dir, steps, batch=12
   args = [jnp.asarray(a) for a in
           (audio, track_bounds_k2[:, 0], track_bounds_k2[:, 1], noise, rirs_nl)]
   params, opt_state = state['params'], state['opt_state']
+  confusers_nk, mined_at = state['confusers'], int(state['mined_at'])
   start, seconds = int(state['step']), float(state['seconds'])
   bar = tqdm(range(start, steps), initial=start, total=steps, desc='fingerprinter', mininterval=5)
   t0 = time.time()
   for i in bar:
-    params, opt_state, loss, accuracy = step_fn(params, opt_state, jax.random.fold_in(k_steps, i), *args)
+    if mine_every and mined_at != i - i % mine_every:
+      confusers_nk = mine_confusers(params, audio, window_start_n, window_track_n, n_pick, model)
+      mined_at = i
+    mined = (jnp.asarray(window_start_n), jnp.asarray(confusers_nk)) if mine_every else None
+    params, opt_state, loss, accuracy = step_fn(params, opt_state, jax.random.fold_in(k_steps, i),
+                                                *args, mined)
     if (i + 1) % 10 == 0:
       bar.set_postfix(loss=f'{float(loss):.3f}', top1=f'{float(accuracy):.3f}', refresh=False)
     if (i + 1) % ckpt_every == 0 or i + 1 == steps:
       state = {'params': params, 'opt_state': opt_state, 'step': i + 1,
-               'seconds': seconds + time.time() - t0}
+               'seconds': seconds + time.time() - t0, 'confusers': confusers_nk,
+               'mined_at': mined_at}
       _save_atomic(ckpt, flax.serialization.to_bytes(state))
   return params, {'steps': steps, 'train_seconds': round(float(state['seconds']), 1)}
 
