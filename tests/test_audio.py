@@ -256,6 +256,28 @@ def test_windows_are_one_second_at_half_second_hop():
   np.testing.assert_array_equal(w[:, 0], np.arange(6) * HOP)
 
 
+def test_shifted_windows_move_by_the_shift_and_stop_at_the_signal_ends():
+  x = np.arange(int(3.7 * SAMPLE_RATE), dtype=np.float32)
+  early, late = build.windows(x, shift=-1000), build.windows(x, shift=1000)
+  assert early.shape == late.shape == build.windows(x).shape
+  np.testing.assert_array_equal(early[:, 0], np.maximum(np.arange(6) * HOP - 1000, 0))
+  np.testing.assert_array_equal(late[:, 0], np.minimum(np.arange(6) * HOP + 1000, x.size - SEGMENT))
+  np.testing.assert_array_equal(late[:, 1:] - late[:, :-1], 1.0)  # Still contiguous audio.
+
+
+def test_database_rows_are_the_normalised_mean_over_shifts():
+  params = fingerprinter.init_params(jax.random.key(0))
+  x = _music(4.0)
+  rows_nd = build.database_fingerprints(params, x)
+  shifted_snd = np.stack([build.embed_windows(params, build.windows(x, shift=s))
+                          for s in build.DATABASE_SHIFTS])
+  mean_nd = shifted_snd.mean(axis=0)
+  np.testing.assert_allclose(rows_nd, mean_nd / np.linalg.norm(mean_nd, axis=1, keepdims=True),
+                             atol=1e-5)
+  np.testing.assert_allclose(build.database_fingerprints(params, x, shifts=(0,)),
+                             build.embed_windows(params, build.windows(x)), atol=1e-6)
+
+
 def test_hit_rate_counts_distractors_that_outscore_the_truth():
   reference = np.eye(4, dtype=np.float32)
   queries = np.array([[1, 0.1, 0, 0], [0, 0, 1, 0]], np.float32)
