@@ -120,6 +120,20 @@ def nt_xent(a_bd, p_bd, temperature):
   return loss, accuracy
 
 
+# An anchor needs a room's tail of audio before it (the positive is reverberated),
+# and after it its next window and the positive's time offset.
+MARGIN_BEFORE = augment.RIR_LEN + augment.MAX_OFFSET
+MARGIN_AFTER = HOP + SEGMENT + augment.MAX_OFFSET
+
+
+def _groups_with_next_windows(key, first_gm, batch):
+  """Anchor starts: each group's moments, then each moment's next window; and the
+  positives' starts, each offset by up to ±MAX_OFFSET."""
+  anchor_b = jnp.concatenate([first_gm, first_gm + HOP], axis=1).reshape(batch)
+  offset_b = jax.random.randint(key, (batch,), -augment.MAX_OFFSET, augment.MAX_OFFSET + 1)
+  return anchor_b, anchor_b + offset_b
+
+
 def sample_pair_starts(key, track_lo_k, track_hi_k, batch, per_track=4):
   """Anchor starts with room for context and offset in-track, and their positives' starts.
 
@@ -127,28 +141,22 @@ def sample_pair_starts(key, track_lo_k, track_hi_k, batch, per_track=4):
   with its neighbour one database hop later. Queries fail by matching another
   moment of the right track, and random batches almost never hold such negatives.
   """
-  margin_lo = augment.RIR_LEN + augment.MAX_OFFSET
-  margin_hi = HOP + SEGMENT + augment.MAX_OFFSET
-  valid_k = jnp.maximum(track_hi_k - track_lo_k - margin_lo - margin_hi, 1)
+  valid_k = jnp.maximum(track_hi_k - track_lo_k - MARGIN_BEFORE - MARGIN_AFTER, 1)
   groups = batch // per_track
   k_track, k_pos, k_offset = jax.random.split(key, 3)
   track_g = jax.random.categorical(k_track, jnp.log(valid_k.astype(jnp.float32)), shape=(groups,))
   pos_gm = jnp.floor(jax.random.uniform(k_pos, (groups, per_track // 2)) * valid_k[track_g, None])
-  first_gm = track_lo_k[track_g, None] + margin_lo + pos_gm.astype(jnp.int32)
-  anchor_b = jnp.concatenate([first_gm, first_gm + HOP], axis=1).reshape(batch)
-  offset_b = jax.random.randint(k_offset, (batch,), -augment.MAX_OFFSET, augment.MAX_OFFSET + 1)
-  return anchor_b, anchor_b + offset_b
+  first_gm = track_lo_k[track_g, None] + MARGIN_BEFORE + pos_gm.astype(jnp.int32)
+  return _groups_with_next_windows(k_offset, first_gm, batch)
 
 
 def mining_windows(track_bounds_k2):
   """Database-grid window starts (samples, 0.5 s apart) far enough from each track's
-  ends for `sample_pair_starts`' margins, and each one's track; the candidates
+  ends for MARGIN_BEFORE and MARGIN_AFTER, and each one's track; the candidates
   `mine_confusers` ranks."""
-  margin_lo = augment.RIR_LEN + augment.MAX_OFFSET
-  margin_hi = HOP + SEGMENT + augment.MAX_OFFSET
   starts, tracks = [], []
   for k, (lo, hi) in enumerate(np.asarray(track_bounds_k2, np.int64)):
-    local = np.arange(-(-margin_lo // HOP), (hi - lo - margin_hi) // HOP + 1) * HOP
+    local = np.arange(-(-MARGIN_BEFORE // HOP), (hi - lo - MARGIN_AFTER) // HOP + 1) * HOP
     starts.append(lo + local)
     tracks.append(np.full(local.size, k))
   return np.concatenate(starts).astype(np.int32), np.concatenate(tracks)
@@ -220,10 +228,7 @@ def sample_mined_starts(key, window_start_n, confusers_nk, batch, per_track=4):
   k_seed, k_offset = jax.random.split(key)
   seed_g = jax.random.randint(k_seed, (groups,), 0, window_start_n.shape[0])
   moment_gm = jnp.concatenate([seed_g[:, None], confusers_nk[seed_g, :moments - 1]], axis=1)
-  first_gm = window_start_n[moment_gm]
-  anchor_b = jnp.concatenate([first_gm, first_gm + HOP], axis=1).reshape(batch)
-  offset_b = jax.random.randint(k_offset, (batch,), -augment.MAX_OFFSET, augment.MAX_OFFSET + 1)
-  return anchor_b, anchor_b + offset_b
+  return _groups_with_next_windows(k_offset, window_start_n[moment_gm], batch)
 
 
 def make_train_step(optimizer, temperature, batch, per_track=4, model=Encoder()):
