@@ -206,6 +206,17 @@ def _band(ax, curve, key, label, color):
   ax.fill_between(x, m - s, m + s, color=color, alpha=0.2, lw=0)
 
 
+def _tick_labels(sizes, min_ratio=1.5):
+  """A label per size, blank where it would crowd the previous label on a log axis
+  (e.g. a real pool of 75,475 next to 100k)."""
+  labels, last = [], None
+  for s in sizes:
+    keep = last is None or s >= last * min_ratio
+    labels.append(_size(s) if keep else '')
+    last = s if keep else last
+  return labels
+
+
 def plot_scaling(results, path):
   """HR@1 and hardness against distractor count (log x), mean ± std bands."""
   fig, (ax_hr, ax_hard) = plt.subplots(1, 2, figsize=(11, 4))
@@ -218,9 +229,10 @@ def plot_scaling(results, path):
   ax_hard.set(title='Distractor hardness', ylabel='queries whose best distractor\n'
               'outscores the true match (%)')
   sizes = sorted({p['size'] for c in results['scaling'].values() for p in c})
+  labels = _tick_labels(sizes)
   for ax in (ax_hr, ax_hard):
     ax.set_xscale('log')
-    ax.set_xticks(sizes, [_size(s) for s in sizes])
+    ax.set_xticks(sizes, labels)
     ax.xaxis.set_minor_formatter(ticker.NullFormatter())
     ax.set_xlabel('distractors')
     ax.grid(alpha=0.3)
