@@ -183,17 +183,26 @@ def load(data, name, min_seconds=0.0, sr=SAMPLE_RATE):
   return x
 
 
-def self_repetition(x_ns, min_corr=0.9):
+# Two windows whose log-mels correlate above this are the same audio twice.
+LOOP_CORR = 0.9
+
+
+def mel_correlations(x_ns):
+  """[n, n] Pearson correlations between windows' log-mel features (rows of x_ns)."""
+  f_nf = x_ns.reshape(x_ns.shape[0], -1)
+  f_nf = f_nf - f_nf.mean(axis=1, keepdims=True)
+  f_nf = f_nf / (np.linalg.norm(f_nf, axis=1, keepdims=True) + 1e-9)
+  return f_nf @ f_nf.T
+
+
+def self_repetition(x_ns, min_corr=LOOP_CORR):
   """Fraction of 1 s windows (rows of log-mel features) that recur elsewhere in the track.
 
   Game music loops: a looped section is the same audio twice, so an excerpt of it
   has no single true location. Neighbours (±1 window, overlapping audio) don't count.
   """
-  f_nf = x_ns.reshape(x_ns.shape[0], -1)
-  f_nf = f_nf - f_nf.mean(axis=1, keepdims=True)
-  f_nf = f_nf / (np.linalg.norm(f_nf, axis=1, keepdims=True) + 1e-9)
-  corr_nn = f_nf @ f_nf.T
-  n = np.arange(f_nf.shape[0])
+  corr_nn = mel_correlations(x_ns)
+  n = np.arange(x_ns.shape[0])
   for k in (-1, 0, 1):
     corr_nn[n, np.clip(n + k, 0, n.size - 1)] = -1.0
   return float(np.mean(corr_nn.max(axis=1) > min_corr)) if n.size > 3 else 0.0

@@ -20,7 +20,7 @@ import numpy as np
 import optax
 from tqdm import tqdm
 
-from rfp.audio import augment
+from rfp.audio import augment, corpus
 from rfp.audio.features import HOP, N_FRAMES, N_MELS, SEGMENT, log_mel
 
 DIM = 128
@@ -190,7 +190,7 @@ def _mel_and_embedding(model, params, x_bs):
 
 
 def mine_confusers(params, audio, window_start_n, window_track_n, n_pick, model=Encoder(),
-                   min_gap=3, max_mel_corr=0.9, batch=512):
+                   min_gap=3, max_mel_corr=corpus.LOOP_CORR, batch=512):
   """[N, n_pick] indices into `window_start_n`: for each window, the other windows of
   its track that the encoder scores most alike, at least `min_gap` windows from it
   and from each other (so no two anchors share audio).
@@ -207,16 +207,14 @@ def mine_confusers(params, audio, window_start_n, window_track_n, n_pick, model=
     mel, e = _mel_and_embedding(model, params, x_bs)
     mel_nmf.append(np.asarray(mel)[:idx.size])
     e_nd.append(np.asarray(e)[:idx.size])
-  mel_nf, e_nd = np.concatenate(mel_nmf).reshape(window_start_n.size, -1), np.concatenate(e_nd)
-  mel_nf = mel_nf - mel_nf.mean(axis=1, keepdims=True)
-  mel_nf /= np.linalg.norm(mel_nf, axis=1, keepdims=True) + 1e-9
+  mel_nmf, e_nd = np.concatenate(mel_nmf), np.concatenate(e_nd)
   confusers_nk = np.zeros((window_start_n.size, n_pick), np.int32)
   for k in np.unique(window_track_n):
     rows = np.flatnonzero(window_track_n == k)
     pos = np.arange(rows.size)
     gap_ok = np.abs(pos[:, None] - pos[None, :]) >= min_gap
     sim = e_nd[rows] @ e_nd[rows].T
-    sim[~gap_ok | (mel_nf[rows] @ mel_nf[rows].T > max_mel_corr)] = -np.inf
+    sim[~gap_ok | (corpus.mel_correlations(mel_nmf[rows]) > max_mel_corr)] = -np.inf
     confusers_nk[rows] = rows[_pick_confusers(sim, gap_ok, n_pick)]
   return confusers_nk
 
@@ -310,6 +308,8 @@ def train(key, audio, track_bounds_k2, noise, rirs_nl, ckpt_dir, steps, batch=12
           (audio, track_bounds_k2[:, 0], track_bounds_k2[:, 1], noise, rirs_nl)]
   params, opt_state = state['params'], state['opt_state']
   confusers_nk, mined_at = state['confusers'], int(state['mined_at'])
+  window_start = jnp.asarray(window_start_n)
+  mined = (window_start, jnp.asarray(confusers_nk)) if mine_every else None
   start, seconds = int(state['step']), float(state['seconds'])
   bar = tqdm(range(start, steps), initial=start, total=steps, desc='fingerprinter', mininterval=5)
   t0 = time.time()
@@ -317,7 +317,7 @@ def train(key, audio, track_bounds_k2, noise, rirs_nl, ckpt_dir, steps, batch=12
     if mine_every and mined_at != i - i % mine_every:
       confusers_nk = mine_confusers(params, audio, window_start_n, window_track_n, n_pick, model)
       mined_at = i
-    mined = (jnp.asarray(window_start_n), jnp.asarray(confusers_nk)) if mine_every else None
+      mined = (window_start, jnp.asarray(confusers_nk))
     params, opt_state, loss, accuracy = step_fn(params, opt_state, jax.random.fold_in(k_steps, i),
                                                 *args, mined)
     if (i + 1) % 10 == 0:
