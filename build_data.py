@@ -56,6 +56,8 @@ def main(argv=None):
   args = parser.parse_args(argv)
   if args.fp_per_track < 2 or args.fp_per_track % 2 or args.fp_batch % args.fp_per_track:
     parser.error(f'--fp-per-track {args.fp_per_track}: must be even and divide --fp-batch {args.fp_batch}')
+  if args.fp_mine_every < 0:
+    parser.error(f'--fp-mine-every {args.fp_mine_every}: must be 0 (off) or a number of steps')
   if args.fp_init and not args.fp_init.is_file():
     parser.error(f'--fp-init {args.fp_init}: no such file')
   log = lambda m: print(m, flush=True)

@@ -357,6 +357,7 @@ def test_missing_package_is_one_line_and_nonzero(tmp_path, monkeypatch, capsys):
     (['--fp-per-track', '3'], '--fp-per-track 3: must be even'),
     (['--fp-batch', '12', '--fp-per-track', '8'], 'divide --fp-batch 12'),
     (['--fp-init', 'no/such/weights.npz'], '--fp-init no/such/weights.npz: no such file'),
+    (['--fp-mine-every', '-3'], '--fp-mine-every -3: must be 0 (off) or a number of steps'),
 ])
 def test_bad_fingerprinter_flags_are_one_line_errors(tmp_path, capsys, flags, message):
   with pytest.raises(SystemExit) as exit_info:
