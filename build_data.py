@@ -25,7 +25,9 @@ def main(argv=None):
                       help='downloads, decoded audio, checkpoints (default: %(default)s; several GB)')
   parser.add_argument('--out-dir', default='data', type=pathlib.Path, help='default: %(default)s')
   parser.add_argument('--seed', default=0, type=int, help='splits, training, queries (default: %(default)s)')
-  parser.add_argument('--fp-steps', default=4500, type=int, help='fingerprinter steps (default: %(default)s)')
+  parser.add_argument('--fp-steps', default=4500, type=int,
+                      help='fingerprinter steps; 0 with --fp-init only refits the whitening of '
+                           'the last layer (default: %(default)s)')
   parser.add_argument('--fp-batch', default=64, type=int,
                       help='clean/distorted pairs per step (default: %(default)s)')
   parser.add_argument('--fp-per-track', default=4, type=int,
@@ -39,6 +41,9 @@ def main(argv=None):
                            'moments. For fine-tuning (default: %(default)s)')
   parser.add_argument('--fp-init', type=pathlib.Path,
                       help='fine-tune from these weights (.npz) instead of random ones')
+  parser.add_argument('--fp-widen', action='store_true',
+                      help='make every conv of the --fp-init weights twice as wide (same function, '
+                           '~3.6x the compute) before fine-tuning')
   parser.add_argument('--fp-minutes', default=150, type=int,
                       help='music reserved for fingerprinter training (default: %(default)s)')
   parser.add_argument('--reference-rows', default=12000, type=int, help='default: %(default)s')
@@ -60,6 +65,8 @@ def main(argv=None):
     parser.error(f'--fp-mine-every {args.fp_mine_every}: must be 0 (off) or a number of steps')
   if args.fp_init and not args.fp_init.is_file():
     parser.error(f'--fp-init {args.fp_init}: no such file')
+  if args.fp_widen and not args.fp_init:
+    parser.error('--fp-widen: needs --fp-init, the weights to widen')
   log = lambda m: print(m, flush=True)
   from rfp.audio import build  # Imports JAX: after argparse, so --help stays instant.
   args.work_dir.mkdir(parents=True, exist_ok=True)
@@ -69,7 +76,8 @@ def main(argv=None):
                        args.flow_rows, args.distractor_rows, log=log)
   params, fp_info = build.train_fingerprinter(
       args.work_dir, splits, args.seed, args.fp_steps, args.fp_batch, args.fp_per_track,
-      args.fp_lr, args.fp_init, args.retrain_fingerprinter, args.fp_mine_every, log=log)
+      args.fp_lr, args.fp_init, args.retrain_fingerprinter, args.fp_mine_every, args.fp_widen,
+      log=log)
   if (args.out_dir / 'metadata.json').exists():
     log(f'export: {args.out_dir}/metadata.json exists; delete it to rebuild {args.out_dir}/')
     return 0

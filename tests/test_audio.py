@@ -358,6 +358,7 @@ def test_missing_package_is_one_line_and_nonzero(tmp_path, monkeypatch, capsys):
     (['--fp-batch', '12', '--fp-per-track', '8'], 'divide --fp-batch 12'),
     (['--fp-init', 'no/such/weights.npz'], '--fp-init no/such/weights.npz: no such file'),
     (['--fp-mine-every', '-3'], '--fp-mine-every -3: must be 0 (off) or a number of steps'),
+    (['--fp-widen'], '--fp-widen: needs --fp-init'),
 ])
 def test_bad_fingerprinter_flags_are_one_line_errors(tmp_path, capsys, flags, message):
   with pytest.raises(SystemExit) as exit_info:
@@ -376,3 +377,101 @@ def test_top1_rates_loosen_a_hit_to_the_neighbour_then_the_track():
   assert rates == {'hr1': 0.25, 'near': 0.5, 'track': 0.75}
   # Row 4 is adjacent to row 3 but on another track: not near.
   assert build.top1_rates(reference[[4]], np.array([3]), reference, tracks)['near'] == 0.0
+
+
+def test_whitening_makes_the_distortion_scatter_round_and_folds_into_the_last_layer():
+  tiny = fingerprinter.Encoder(channels=(4, 8), hidden=16, dim=8, normalise=False)
+  params = fingerprinter.init_params(jax.random.key(0), tiny)
+  rng = np.random.default_rng(0)
+  x_bs = np.stack([_music(1.0, seed) for seed in range(300)])
+  noisy_bs = x_bs + 0.05 * rng.normal(size=x_bs.shape).astype(np.float32)
+  z = lambda p, a: np.asarray(tiny.apply({'params': p}, log_mel(a)), np.float64)
+  rows_nsd = np.stack([z(params, x_bs), z(params, 0.5 * x_bs)], axis=1)  # Two "shifts".
+  white = fingerprinter.whiten_last_layer(params, rows_nsd, z(params, noisy_bs), np.arange(300), reg=0.0)
+  row_nd = np.stack([z(white, x_bs), z(white, 0.5 * x_bs)], axis=1).mean(axis=1)
+  diff_nd = z(white, noisy_bs) - row_nd
+  scatter_dd = diff_nd.T @ diff_nd / len(diff_nd)
+  np.testing.assert_allclose(scatter_dd / scatter_dd.diagonal().mean(), np.eye(8), atol=1e-3)
+  np.testing.assert_allclose(row_nd.mean(axis=0), 0.0, atol=1e-3)  # Centred on the rows' mean.
+  for name in params:
+    if name != 'Dense_1':
+      jax.tree.map(np.testing.assert_array_equal, white[name], params[name])
+
+
+def test_whitening_helps_when_distortion_moves_some_directions_much_more():
+  # Identity last layer: the fold acts on these 16-d vectors directly.
+  identity = {'Dense_1': {'kernel': jnp.eye(16), 'bias': jnp.zeros(16)}}
+  rng = np.random.default_rng(0)
+  rows_nd = rng.normal(size=(500, 16)) * np.r_[np.full(4, 3.0), np.ones(12)]
+  scale_d = np.r_[np.full(4, 4.0), np.full(12, 0.3)]  # Noise swamps the first four directions.
+  truth_q = rng.integers(0, 500, 4000)
+  queries_qd = rows_nd[truth_q] + rng.normal(size=(4000, 16)) * scale_d
+  white = fingerprinter.whiten_last_layer(identity, rows_nd[:, None], queries_qd[:2000], truth_q[:2000])
+  w_dd, b_d = np.asarray(white['Dense_1']['kernel']), np.asarray(white['Dense_1']['bias'])
+  unit = lambda v: v / np.linalg.norm(v, axis=1, keepdims=True)
+  tracks = np.zeros(500, int)
+  raw = build.top1_rates(unit(queries_qd[2000:]), truth_q[2000:], unit(rows_nd), tracks)['hr1']
+  whitened = build.top1_rates(unit(queries_qd[2000:] @ w_dd + b_d), truth_q[2000:],
+                              unit(rows_nd @ w_dd + b_d), tracks)['hr1']
+  assert whitened > raw + 0.1, (raw, whitened)
+
+
+def test_fit_whitening_changes_only_the_last_layer_and_keeps_unit_fingerprints():
+  (key, audio, bounds, noise, rirs), _ = _tiny_training_inputs()
+  params = fingerprinter.init_params(jax.random.key(0))
+  white = build.fit_whitening(key, params, audio, bounds, noise, rirs, n_excerpts=300, chunk=150,
+                              log=lambda m: None)
+  assert not np.allclose(white['Dense_1']['kernel'], params['Dense_1']['kernel'])
+  jax.tree.map(np.testing.assert_array_equal, white['Dense_0'], params['Dense_0'])
+  e_nd = build.embed_windows(white, build.windows(audio))
+  np.testing.assert_allclose(np.linalg.norm(e_nd, axis=1), 1.0, atol=1e-5)
+
+
+def test_query_starts_are_off_grid_and_their_truth_is_the_nearest_window():
+  bounds = np.array([[0, 7 * SAMPLE_RATE], [7 * SAMPLE_RATE, 12 * SAMPLE_RATE]])
+  starts, truth, off_grid = build.query_starts(jax.random.key(0), bounds, 500)
+  rows_k = [build.n_windows(int(b - a)) for a, b in bounds]
+  track = (starts >= bounds[1, 0]).astype(int)
+  local = starts - bounds[track, 0]
+  row = truth - np.where(track == 1, rows_k[0], 0)
+  assert np.all(local % HOP != 0) and np.all(local + SEGMENT <= bounds[track, 1] - bounds[track, 0])
+  assert np.all((row >= 0) & (row < np.take(rows_k, track)))
+  np.testing.assert_allclose(off_grid, np.abs(local - row * HOP) / SAMPLE_RATE)
+  assert 0 < off_grid.min() and off_grid.max() <= 0.25
+  # No other window of the track starts nearer.
+  assert np.all(off_grid * SAMPLE_RATE <= np.abs(local[:, None] - np.arange(14)[None] * HOP).min(1) + 1e-9)
+  again = build.query_starts(jax.random.key(0), bounds, 500)
+  np.testing.assert_array_equal(again[0], starts)
+
+
+def test_hit_rates_by_offset_split_the_queries_into_bands():
+  reference = np.eye(4, dtype=np.float32)
+  queries = reference[[0, 1, 2, 3, 0]]
+  truth = np.array([0, 1, 3, 3, 1])
+  off_grid = np.array([0.01, 0.07, 0.12, 0.25, 0.24])
+  rows = build.hit_rates_by_offset(queries, truth, off_grid, reference, np.zeros(4, int))
+  assert [r['queries'] for r in rows] == [1, 1, 1, 0, 2]
+  assert [r['hr1'] for r in rows if r['queries']] == [1.0, 1.0, 0.0, 0.5]
+
+
+def test_widened_encoder_computes_the_same_fingerprints_with_twice_the_channels():
+  params = fingerprinter.init_params(jax.random.key(0))
+  wide = fingerprinter.widen(params, jax.random.key(1), noise=0.0)
+  assert fingerprinter.encoder_for(params) == fingerprinter.Encoder()
+  assert fingerprinter.encoder_for(wide).channels == tuple(2 * c for c in fingerprinter.CHANNELS)
+  x_bs = np.stack([_music(1.0, seed) for seed in range(4)])
+  np.testing.assert_allclose(fingerprinter.embed_audio(wide, x_bs), fingerprinter.embed_audio(params, x_bs),
+                             atol=1e-5)
+  jittered = fingerprinter.widen(params, jax.random.key(1))
+  moved = np.abs(fingerprinter.embed_audio(jittered, x_bs) - fingerprinter.embed_audio(params, x_bs)).max()
+  assert 0 < moved < 0.1  # The symmetry is broken, the function barely moved.
+
+
+def test_a_widened_encoder_fine_tunes(tmp_path):
+  inputs, tiny = _tiny_training_inputs()
+  wide = fingerprinter.widen(fingerprinter.init_params(jax.random.key(3), tiny), jax.random.key(4))
+  model = fingerprinter.encoder_for(wide)
+  assert model.channels == (8, 16)
+  params, _ = fingerprinter.train(*inputs, tmp_path, steps=2, batch=4, init=wide, model=model)
+  assert jax.tree.map(np.shape, params) == jax.tree.map(np.shape, wide)
+  assert not np.allclose(params['Conv_1']['kernel'], wide['Conv_1']['kernel'])

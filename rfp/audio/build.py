@@ -12,6 +12,7 @@ import pathlib
 
 import jax
 import numpy as np
+from tqdm import tqdm
 
 from rfp.audio import augment, corpus, features, fingerprinter
 from rfp.audio.features import HOP, SAMPLE_RATE, SEGMENT
@@ -143,13 +144,15 @@ def concat_audio(work, entries):
 
 
 def train_fingerprinter(work, splits, seed, steps, batch, per_track=4, lr=5e-4, init=None,
-                        retrain=False, mine_every=0, log=print):
+                        retrain=False, mine_every=0, widen=False, log=print):
   """Trains (resumably) and writes the shipped weights; returns (params, info).
 
   Shipped weights are reused unless `retrain`, so a rebuild embeds with the same
   fingerprinter that produced the shipped data. `init` (a weights file) makes
-  the run a fine-tune of those weights. Checkpoints live in a folder named for
-  the settings, so a run with other settings never resumes from them.
+  the run a fine-tune of those weights; `widen` first makes every conv twice
+  as wide (`fingerprinter.widen`). Training ends with `fit_whitening`.
+  Checkpoints live in a folder named for the settings, so a run with other
+  settings never resumes from them.
   """
   info_path = WEIGHTS.with_suffix('.json')
   if not retrain and WEIGHTS.exists() and info_path.exists():
@@ -157,6 +160,7 @@ def train_fingerprinter(work, splits, seed, steps, batch, per_track=4, lr=5e-4, 
     return fingerprinter.load_weights(WEIGHTS), json.loads(info_path.read_text())
   settings = {'seed': seed, 'steps': steps, 'batch': batch, 'per_track': per_track, 'lr': lr,
               **({'mine_every': mine_every} if mine_every else {}),
+              **({'widen': True} if widen else {}),
               'init_sha1': hashlib.sha1(pathlib.Path(init).read_bytes()).hexdigest() if init else None}
   ckpt_dir = work / 'fingerprinter' / hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
   ckpt_dir.mkdir(parents=True, exist_ok=True)
@@ -166,18 +170,29 @@ def train_fingerprinter(work, splits, seed, steps, batch, per_track=4, lr=5e-4, 
   rirs = augment.room_impulse_responses(jax.random.key(seed + 1), 2000)  # Query RIRs use another seed.
   log(f'fingerprinter: {audio.size / SAMPLE_RATE / 60:.0f} min of music, '
       f'{noise.size / SAMPLE_RATE / 60:.0f} min of noise; checkpoints in {ckpt_dir}')
+  start = fingerprinter.load_weights(init) if init else None
+  if widen:
+    start = fingerprinter.widen(start, jax.random.key(seed + 5))
+  model = fingerprinter.Encoder() if start is None else fingerprinter.encoder_for(start)
   params, info = fingerprinter.train(
       jax.random.key(seed), audio, bounds, noise, rirs, ckpt_dir, steps, batch, per_track, lr=lr,
-      init=fingerprinter.load_weights(init) if init else None, mine_every=mine_every, log=log)
+      init=start, model=model, mine_every=mine_every, log=log)
+  params = fit_whitening(jax.random.key(seed + 4), params, audio, bounds, noise, rirs, log=log)
   WEIGHTS.parent.mkdir(parents=True, exist_ok=True)
   fingerprinter.save_weights(WEIGHTS, params)
-  info.update(batch=batch, per_track=per_track, lr=lr, params=fingerprinter.count_params(params),
-              rir_seed=seed + 1, **({'mine_every': mine_every} if mine_every else {}))
+  if steps:
+    info.update(batch=batch, per_track=per_track, lr=lr,
+                **({'mine_every': mine_every} if mine_every else {}),
+                **({'widened': 'every conv twice as wide as the weights fine-tuned from'}
+                   if widen else {}))
+  info.update(params=fingerprinter.count_params(params), rir_seed=seed + 1,
+              whitening={'excerpts': WHITEN_EXCERPTS, 'reg': fingerprinter.WHITEN_REG,
+                         'fit_on': 'fingerprinter training tracks, training noise and rooms'})
   init_info = pathlib.Path(init).with_suffix('.json') if init else None
   if init_info is not None and init_info.exists():
     info['fine_tuned_from'] = json.loads(init_info.read_text())
   _write_json(info_path, info)
-  return params, info
+  return fingerprinter.load_weights(WEIGHTS), info
 
 
 # A database row is the mean of its window's fingerprints at these offsets
@@ -199,14 +214,14 @@ def windows(x, hop=HOP, shift=0):
   return x[starts[:, None] + np.arange(SEGMENT)]
 
 
-def embed_windows(params, x_ns, batch=512):
+def embed_windows(params, x_ns, batch=512, normalise=True):
   """Fingerprints of many 1 s windows; a fixed batch shape keeps one compiled program."""
   out = []
   for i in range(0, x_ns.shape[0], batch):
     chunk = np.asarray(x_ns[i:i + batch], np.float32)
     padded = np.zeros((batch, SEGMENT), np.float32)
     padded[:chunk.shape[0]] = chunk
-    out.append(np.asarray(fingerprinter.embed_audio(params, padded))[:chunk.shape[0]])
+    out.append(np.asarray(fingerprinter.embed_audio(params, padded, normalise))[:chunk.shape[0]])
   return np.concatenate(out) if out else np.zeros((0, fingerprinter.DIM), np.float32)
 
 
@@ -225,34 +240,75 @@ def embed_tracks(work, params, entries, shifts=DATABASE_SHIFTS):
   return np.concatenate(e_nd), np.concatenate(track_n)
 
 
-def make_queries(key, params, audio, bounds, noise, n_queries, query_rirs_nl,
-                 snr_db_range=augment.SNR_DB_RANGE, batch=500):
-  """Distorted 1 s excerpts of reference tracks at off-grid offsets, and their true rows.
+def query_starts(key, bounds, n_queries):
+  """Excerpts at random off-grid offsets of the tracks in `bounds` (as
+  `concat_audio` gives them): start samples, true rows, distances from the true
+  row's window in seconds.
 
-  `audio`, `bounds` are the reference tracks as `concat_audio` gives them, `noise`
-  the query noise files concatenated (disjoint from training's, as are the RIRs).
-  The true row is the reference window nearest in time to the excerpt (at most a
-  quarter second away).
+  The true row is the window nearest in time to the excerpt, at most a quarter
+  second away.
   """
   rows_k = np.array([n_windows(int(b - a)) for a, b in bounds])
   first_row_k = np.concatenate([[0], np.cumsum(rows_k)[:-1]])
-  k_pick, k_distort = jax.random.split(key)
-  rng = np.random.default_rng(np.asarray(jax.random.key_data(k_pick)).ravel())
-  starts, truth = [], []
+  rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel())
+  starts, truth, off_grid = [], [], []
   while len(starts) < n_queries:
     k = rng.choice(len(bounds), p=rows_k / rows_k.sum())
     offset = int(rng.integers(augment.RIR_LEN, bounds[k, 1] - bounds[k, 0] - SEGMENT))
     if offset % HOP == 0:
       continue  # On-grid excerpts would align exactly with a stored window.
+    row = min(int(round(offset / HOP)), rows_k[k] - 1)
     starts.append(bounds[k, 0] + offset)
-    truth.append(first_row_k[k] + min(int(round(offset / HOP)), rows_k[k] - 1))
+    truth.append(first_row_k[k] + row)
+    off_grid.append(abs(offset - row * HOP) / SAMPLE_RATE)
+  return np.array(starts), np.array(truth, np.int64), np.array(off_grid)
+
+
+def make_queries(key, params, audio, bounds, noise, n_queries, query_rirs_nl,
+                 snr_db_range=augment.SNR_DB_RANGE, batch=500, normalise=True):
+  """Fingerprints of distorted 1 s excerpts (`query_starts`), their true rows and
+  their distances from the grid in seconds.
+
+  `audio`, `bounds` are the tracks as `concat_audio` gives them, `noise` the
+  noise files concatenated and `query_rirs_nl` the rooms (for queries: disjoint
+  from training's). Each excerpt is reverberated, then mixed with noise.
+  """
+  k_pick, k_distort = jax.random.split(key)
+  starts, truth_q, off_grid_q = query_starts(k_pick, bounds, n_queries)
   distort = jax.jit(functools.partial(augment.distort, snr_db_range=snr_db_range))
   e_qd = []
   for i in range(0, n_queries, batch):
     context_bt = np.stack([audio[s - augment.RIR_LEN:s + SEGMENT] for s in starts[i:i + batch]])
     noisy_bs = distort(jax.random.fold_in(k_distort, i), context_bt, noise, query_rirs_nl)
-    e_qd.append(embed_windows(params, np.asarray(noisy_bs), batch))
-  return np.concatenate(e_qd), np.array(truth, np.int64)
+    e_qd.append(embed_windows(params, np.asarray(noisy_bs), batch, normalise))
+  return np.concatenate(e_qd), truth_q, off_grid_q
+
+
+# Distorted excerpts the whitening is fit on: enough that the 128x128 scatter
+# is well estimated (its fit took ~2 minutes on 2 CPU cores).
+WHITEN_EXCERPTS = 100_000
+
+
+def fit_whitening(key, params, audio, bounds, noise, rirs_nl, n_excerpts=WHITEN_EXCERPTS,
+                  chunk=5000, log=print):
+  """`fingerprinter.whiten_last_layer` fit on tracks (`concat_audio`'s `audio`,
+  `bounds`), noise and rooms: database rows as the export makes them, and
+  `n_excerpts` distorted excerpts as queries are made.
+
+  Give it training audio, noise and rooms only: the queries' must stay unseen.
+  """
+  log(f'fingerprinter: fitting the whitening on {n_excerpts} distorted excerpts')
+  rows_nsd = np.concatenate([
+      np.stack([embed_windows(params, windows(audio[a:b], shift=s), normalise=False)
+                for s in DATABASE_SHIFTS], axis=1) for a, b in bounds])
+  queries, truths = [], []
+  for i in tqdm(range(0, n_excerpts, chunk), desc='whitening', mininterval=5):
+    q_qd, truth_q, _ = make_queries(jax.random.fold_in(key, i), params, audio, bounds, noise,
+                                    min(chunk, n_excerpts - i), rirs_nl, normalise=False)
+    queries.append(q_qd)
+    truths.append(truth_q)
+  return fingerprinter.whiten_last_layer(params, rows_nsd, np.concatenate(queries),
+                                         np.concatenate(truths))
 
 
 def hit_rate_at_1(query_qd, truth_q, reference_rd, distractors_nd=None, chunk=20000):
@@ -318,10 +374,24 @@ def hit_rates_by_condition(key, params, audio, bounds, noise, query_rirs_nl, ref
   dry_nl[0, 0] = 1.0
   rows = []
   for name, reverb, snr in CONDITIONS:
-    q_qd, truth_q = make_queries(key, params, audio, bounds, noise, n_queries,
-                                 query_rirs_nl if reverb else dry_nl, snr)
+    q_qd, truth_q, _ = make_queries(key, params, audio, bounds, noise, n_queries,
+                                    query_rirs_nl if reverb else dry_nl, snr)
     rows.append({'condition': name, 'queries': n_queries,
                  **top1_rates(q_qd, truth_q, reference_rd, reference_tracks_r)})
+  return rows
+
+
+def hit_rates_by_offset(query_qd, truth_q, off_grid_q, reference_rd, reference_tracks_r,
+                        edges=(0.0, 0.05, 0.1, 0.15, 0.2, 0.25)):
+  """`top1_rates` against R alone for the queries in each band of distance from
+  the database grid (seconds): an excerpt midway between two windows is the
+  hardest to place."""
+  rows = []
+  for lo, hi in zip(edges[:-1], edges[1:]):
+    band = (off_grid_q >= lo) & (off_grid_q < hi if hi < edges[-1] else off_grid_q <= hi)
+    rows.append({'off_grid_seconds': [lo, hi], 'queries': int(band.sum()),
+                 **(top1_rates(query_qd[band], truth_q[band], reference_rd, reference_tracks_r)
+                    if band.any() else {})})
   return rows
 
 
@@ -348,7 +418,8 @@ def export(work, out_dir, params, splits, cat, fp_info, seed, n_queries, log=pri
   log(f'export: {n_queries} queries')
   audio, bounds = concat_audio(work, sp['reference'])
   noise, _ = concat_audio(work, sp['noise_query'])
-  query_qd, truth_q = make_queries(k_queries, params, audio, bounds, noise, n_queries, query_rirs_nl)
+  query_qd, truth_q, off_grid_q = make_queries(k_queries, params, audio, bounds, noise, n_queries,
+                                               query_rirs_nl)
   query_qd = query_qd.astype(np.float16)
   files = {'flow_train.npy': arrays['flow_train'], 'reference.npy': arrays['reference'],
            'reference_tracks.npy': arrays['reference_tracks'].astype(np.int32),
@@ -362,10 +433,13 @@ def export(work, out_dir, params, splits, cat, fp_info, seed, n_queries, log=pri
   single_rd, _ = embed_tracks(work, params, sp['reference'], shifts=(0,))
   scores['single_window_rows'] = top1_rates(query_qd, truth_q, single_rd.astype(np.float16),
                                             arrays['reference_tracks'])
+  scores['by_offset'] = hit_rates_by_offset(query_qd, truth_q, off_grid_q, arrays['reference'],
+                                            arrays['reference_tracks'])
   scores['by_condition'] = hit_rates_by_condition(jax.random.fold_in(k_queries, 1), params, audio,
                                                   bounds, noise, query_rirs_nl, arrays['reference'],
                                                   arrays['reference_tracks'])
   packages = sorted({e['package'] for name in sp for e in sp[name]})
+  encoder = fingerprinter.encoder_for(params)
   metadata = {
       'description': 'Real NAFP-style fingerprints of free-licensed Debian game soundtracks; '
                      'built by build_data.py (see docs/data.md).',
@@ -384,9 +458,9 @@ def export(work, out_dir, params, splits, cat, fp_info, seed, n_queries, log=pri
       'reference_max_repetition': splits['max_reference_repetition'],
       'duplicates_dropped': splits['duplicates_dropped'],
       'fingerprinter': {
-          'architecture': f'log-mel {features_summary()} -> 3x3 stride-2 convs {list(fingerprinter.CHANNELS)} '
-                          f'with LayerNorm+ELU -> Dense {fingerprinter.HIDDEN} ELU -> Dense '
-                          f'{fingerprinter.DIM} -> L2 normalise',
+          'architecture': f'log-mel {features_summary()} -> 3x3 stride-2 convs {list(encoder.channels)} '
+                          f'with LayerNorm+ELU -> Dense {encoder.hidden} ELU -> Dense '
+                          f'{encoder.dim} (distortion whitening folded in) -> L2 normalise',
           'loss': 'NT-Xent (temperature 0.05), positive = distorted, time-shifted copy; '
                   'anchors in groups of per_track from one track (moments and their 0.5 s neighbours)',
           'augmentations': augmentation_summary(),
