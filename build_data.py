@@ -43,7 +43,7 @@ def main(argv=None):
                       help='fine-tune from these weights (.npz) instead of random ones')
   parser.add_argument('--fp-widen', action='store_true',
                       help='make every conv of the --fp-init weights twice as wide (same function, '
-                           '~3.6x the compute) before fine-tuning')
+                           '~3.6x the FLOPs, ~2x the time per step on CPU) before fine-tuning')
   parser.add_argument('--fp-minutes', default=150, type=int,
                       help='music reserved for fingerprinter training (default: %(default)s)')
   parser.add_argument('--reference-rows', default=12000, type=int, help='default: %(default)s')

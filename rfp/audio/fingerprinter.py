@@ -127,7 +127,8 @@ def widen(params, key, noise=0.02):
   function, are unchanged. `noise` breaks the symmetry so fine-tuning can pull
   the copies apart: capacity without losing what training has paid for.
   """
-  n_convs = sum(name.startswith('Conv_') for name in params)
+  channels = encoder_for(params).channels
+  n_convs = len(channels)
   keys = jax.random.split(key, n_convs + 1)
   jitter = lambda k, w: w * (1 + noise * np.asarray(jax.random.normal(k, w.shape)))
   out = dict(params)
@@ -140,8 +141,7 @@ def widen(params, key, noise=0.02):
     out[f'LayerNorm_{i}'] = {k: jnp.tile(v, 2) for k, v in params[f'LayerNorm_{i}'].items()}
   # Dense_0 reads the flattened [mel, time, channel] map: split each channel's rows.
   kernel = np.asarray(params['Dense_0']['kernel'])
-  c = params[f'Conv_{n_convs - 1}']['kernel'].shape[-1]
-  kernel = kernel.reshape(-1, c, kernel.shape[1])
+  kernel = kernel.reshape(-1, channels[-1], kernel.shape[1])
   kernel = jitter(keys[n_convs], np.concatenate([kernel, kernel], axis=1) / 2)
   out['Dense_0'] = {'kernel': jnp.asarray(kernel.reshape(-1, kernel.shape[2])),
                     'bias': params['Dense_0']['bias']}
