@@ -39,6 +39,10 @@ def main(argv=None):
                       help='build each group from a moment and the moments of its track that the '
                            'encoder confuses it with, re-mined every this many steps; 0: random '
                            'moments. For fine-tuning (default: %(default)s)')
+  parser.add_argument('--fp-loss', default='nt-xent', choices=('nt-xent', 'query-to-database'),
+                      help='nt-xent: SimCLR, every segment against every other; query-to-database: '
+                           'each distorted copy against the clean segments only, as retrieval '
+                           'scores it. For fine-tuning (default: %(default)s)')
   parser.add_argument('--fp-init', type=pathlib.Path,
                       help='fine-tune from these weights (.npz) instead of random ones')
   parser.add_argument('--fp-widen', action='store_true',
@@ -77,7 +81,7 @@ def main(argv=None):
   params, fp_info = build.train_fingerprinter(
       args.work_dir, splits, args.seed, args.fp_steps, args.fp_batch, args.fp_per_track,
       args.fp_lr, args.fp_init, args.retrain_fingerprinter, args.fp_mine_every, args.fp_widen,
-      log=log)
+      args.fp_loss, log=log)
   if (args.out_dir / 'metadata.json').exists():
     log(f'export: {args.out_dir}/metadata.json exists; delete it to rebuild {args.out_dir}/')
     return 0

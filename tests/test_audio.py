@@ -104,12 +104,24 @@ def test_patch_convolution_is_flaxs_strided_same_convolution(shape):
   np.testing.assert_allclose(got, conv.apply({'params': params}, x), rtol=1e-5, atol=1e-5)
 
 
-def test_nt_xent_rewards_matching_pairs():
+@pytest.mark.parametrize('loss', sorted(fingerprinter.LOSSES))
+def test_losses_reward_matching_pairs(loss):
   a = jax.random.normal(jax.random.key(0), (16, 8))
   a /= jnp.linalg.norm(a, axis=1, keepdims=True)
-  loss_same, acc_same = fingerprinter.nt_xent(a, a, 0.05)
-  loss_rand, _ = fingerprinter.nt_xent(a, jnp.roll(a, 1, axis=0), 0.05)
+  loss_same, acc_same = fingerprinter.LOSSES[loss](a, a, 0.05)
+  loss_rand, _ = fingerprinter.LOSSES[loss](a, jnp.roll(a, 1, axis=0), 0.05)
   assert acc_same == 1.0 and loss_same < 0.1 < loss_rand
+
+
+def test_query_to_database_loss_never_repels_clean_segments_from_each_other():
+  # The pull on the clean segments comes from the distorted copies alone, so it
+  # lies in the copies' span; NT-Xent's also comes from the other clean segments.
+  a = jax.random.normal(jax.random.key(0), (4, 8))
+  a /= jnp.linalg.norm(a, axis=1, keepdims=True)
+  p = jax.random.normal(jax.random.key(1), (4, 8)).at[:, 4:].set(0.0)
+  outside = lambda loss: jax.grad(lambda a_: loss(a_, p, 0.05)[0])(a)[:, 4:]
+  np.testing.assert_allclose(outside(fingerprinter.query_to_database_xent), 0.0, atol=1e-6)
+  assert np.abs(outside(fingerprinter.nt_xent)).max() > 1e-3
 
 
 def test_weights_round_trip_in_float16_barely_moves_fingerprints(tmp_path):
@@ -359,6 +371,7 @@ def test_missing_package_is_one_line_and_nonzero(tmp_path, monkeypatch, capsys):
     (['--fp-init', 'no/such/weights.npz'], '--fp-init no/such/weights.npz: no such file'),
     (['--fp-mine-every', '-3'], '--fp-mine-every -3: must be 0 (off) or a number of steps'),
     (['--fp-widen'], '--fp-widen: needs --fp-init'),
+    (['--fp-loss', 'triplet'], "--fp-loss: invalid choice: 'triplet'"),
 ])
 def test_bad_fingerprinter_flags_are_one_line_errors(tmp_path, capsys, flags, message):
   with pytest.raises(SystemExit) as exit_info:

@@ -144,13 +144,14 @@ def concat_audio(work, entries):
 
 
 def train_fingerprinter(work, splits, seed, steps, batch, per_track=4, lr=5e-4, init=None,
-                        retrain=False, mine_every=0, widen=False, log=print):
+                        retrain=False, mine_every=0, widen=False, loss='nt-xent', log=print):
   """Trains (resumably) and writes the shipped weights; returns (params, info).
 
   Shipped weights are reused unless `retrain`, so a rebuild embeds with the same
   fingerprinter that produced the shipped data. `init` (a weights file) makes
   the run a fine-tune of those weights; `widen` first makes every conv twice
-  as wide (`fingerprinter.widen`). Training ends with `fit_whitening`.
+  as wide (`fingerprinter.widen`); `loss` names one of `fingerprinter.LOSSES`.
+  Training ends with `fit_whitening`.
   Checkpoints live in a folder named for the settings, so a run with other
   settings never resumes from them.
   """
@@ -161,6 +162,7 @@ def train_fingerprinter(work, splits, seed, steps, batch, per_track=4, lr=5e-4, 
   settings = {'seed': seed, 'steps': steps, 'batch': batch, 'per_track': per_track, 'lr': lr,
               **({'mine_every': mine_every} if mine_every else {}),
               **({'widen': True} if widen else {}),
+              **({'loss': loss} if loss != 'nt-xent' else {}),
               'init_sha1': hashlib.sha1(pathlib.Path(init).read_bytes()).hexdigest() if init else None}
   ckpt_dir = work / 'fingerprinter' / hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
   ckpt_dir.mkdir(parents=True, exist_ok=True)
@@ -176,12 +178,12 @@ def train_fingerprinter(work, splits, seed, steps, batch, per_track=4, lr=5e-4, 
   model = fingerprinter.Encoder() if start is None else fingerprinter.encoder_for(start)
   params, info = fingerprinter.train(
       jax.random.key(seed), audio, bounds, noise, rirs, ckpt_dir, steps, batch, per_track, lr=lr,
-      init=start, model=model, mine_every=mine_every, log=log)
+      init=start, model=model, mine_every=mine_every, loss=loss, log=log)
   params = fit_whitening(jax.random.key(seed + 4), params, audio, bounds, noise, rirs, log=log)
   WEIGHTS.parent.mkdir(parents=True, exist_ok=True)
   fingerprinter.save_weights(WEIGHTS, params)
   if steps:
-    info.update(batch=batch, per_track=per_track, lr=lr,
+    info.update(batch=batch, per_track=per_track, lr=lr, loss=loss,
                 **({'mine_every': mine_every} if mine_every else {}),
                 **({'widened': 'every conv twice as wide as the weights fine-tuned from'}
                    if widen else {}))
@@ -461,8 +463,10 @@ def export(work, out_dir, params, splits, cat, fp_info, seed, n_queries, log=pri
           'architecture': f'log-mel {features_summary()} -> 3x3 stride-2 convs {list(encoder.channels)} '
                           f'with LayerNorm+ELU -> Dense {encoder.hidden} ELU -> Dense '
                           f'{encoder.dim} (distortion whitening folded in) -> L2 normalise',
-          'loss': 'NT-Xent (temperature 0.05), positive = distorted, time-shifted copy; '
-                  'anchors in groups of per_track from one track (moments and their 0.5 s neighbours)',
+          'loss': 'contrastive (temperature 0.05), positive = distorted, time-shifted copy; '
+                  'anchors in groups of per_track from one track (moments and their 0.5 s neighbours); '
+                  'each stage names its loss: nt-xent (SimCLR: every segment against every other; '
+                  'stages that name none) or query-to-database (each copy against the clean segments)',
           'augmentations': augmentation_summary(),
           'weights': 'rfp/audio/weights/fingerprinter.npz', **fp_info},
       'queries': {'n': int(len(truth_q)), 'source': 'reference tracks, off-grid offsets',

@@ -2,7 +2,8 @@
 
 Training pairs a clean 1 s segment (what the database stores) with a distorted,
 time-shifted copy (what a microphone would hear); every other segment in the
-batch is a negative.
+batch is a negative. Fine-tuning can instead score each copy against the clean
+segments only (`query_to_database_xent`), as retrieval does.
 """
 
 import functools
@@ -194,6 +195,25 @@ def nt_xent(a_bd, p_bd, temperature):
   return loss, accuracy
 
 
+def query_to_database_xent(a_bd, p_bd, temperature):
+  """Each distorted copy's softmax over the batch's clean segments: the direction
+  retrieval runs in, a query against database rows.
+
+  Unlike `nt_xent`, clean segments never repel each other directly. A window and
+  its next one (0.5 s later) are pushed apart only as far as their distorted
+  copies need, so an excerpt midway between them stays near both rather than
+  drifting to another moment of the track. For fine-tuning: on the shipped
+  weights, 400 steps raised HR@1 against R by 1.2 points over `nt_xent`.
+  """
+  logits_bb = p_bd @ a_bd.T / temperature
+  target_b = jnp.arange(a_bd.shape[0])
+  loss = optax.softmax_cross_entropy_with_integer_labels(logits_bb, target_b).mean()
+  return loss, jnp.mean(jnp.argmax(logits_bb, axis=1) == target_b)
+
+
+LOSSES = {'nt-xent': nt_xent, 'query-to-database': query_to_database_xent}
+
+
 # An anchor needs a room's tail of audio before it (the positive is reverberated),
 # and after it its next window and the positive's time offset.
 MARGIN_BEFORE = augment.RIR_LEN + augment.MAX_OFFSET
@@ -303,8 +323,8 @@ def sample_mined_starts(key, window_start_n, confusers_nk, batch, per_track=4):
   return _groups_with_next_windows(k_offset, window_start_n[moment_gm], batch)
 
 
-def make_train_step(optimizer, temperature, batch, per_track=4, model=Encoder()):
-  """One jitted step: sample pairs, distort positives, NT-Xent, update.
+def make_train_step(optimizer, temperature, batch, per_track=4, model=Encoder(), loss='nt-xent'):
+  """One jitted step: sample pairs, distort positives, `LOSSES[loss]`, update.
 
   `mined` is None (groups of random moments) or (window_start_n, confusers_nk)
   from `mine_confusers` (groups of moments the encoder confuses).
@@ -324,11 +344,11 @@ def make_train_step(optimizer, temperature, batch, per_track=4, model=Encoder())
 
     def loss_fn(p):
       e_nd = model.apply({'params': p}, mel_bmf)
-      return nt_xent(e_nd[:batch], e_nd[batch:], temperature)
+      return LOSSES[loss](e_nd[:batch], e_nd[batch:], temperature)
 
-    (loss, accuracy), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    (value, accuracy), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
     updates, opt_state = optimizer.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state, loss, accuracy
+    return optax.apply_updates(params, updates), opt_state, value, accuracy
 
   return step
 
@@ -351,7 +371,7 @@ def _save_atomic(path, data):
 
 def train(key, audio, track_bounds_k2, noise, rirs_nl, ckpt_dir, steps, batch=128,
           per_track=4, temperature=0.05, lr=5e-4, ckpt_every=100, init=None, model=Encoder(),
-          mine_every=0, log=print):
+          mine_every=0, loss='nt-xent', log=print):
   """Trains (or resumes from `ckpt_dir`) for `steps` total steps; returns params.
 
   `audio` is all training tracks concatenated, `track_bounds_k2` their [start, end)
@@ -359,7 +379,8 @@ def train(key, audio, track_bounds_k2, noise, rirs_nl, ckpt_dir, steps, batch=12
   weights. `mine_every` > 0 builds each group from a moment and the moments of
   its track the current encoder confuses it with, re-mined every that many
   steps (`mine_confusers`; meant for fine-tuning: a random encoder's confusions
-  are random). A checkpoint is written every `ckpt_every` steps, so a killed
+  are random). `loss` names one of `LOSSES`. A checkpoint is written every
+  `ckpt_every` steps, so a killed
   run loses at most that much work; it holds the mined table, so a resumed run
   trains on the same batches.
   """
@@ -377,7 +398,7 @@ def train(key, audio, track_bounds_k2, noise, rirs_nl, ckpt_dir, steps, batch=12
   if ckpt.exists():
     state = flax.serialization.from_bytes(state, ckpt.read_bytes())
     log(f'fingerprinter: resuming at step {int(state["step"])}')
-  step_fn = make_train_step(optimizer, temperature, batch, per_track, model)
+  step_fn = make_train_step(optimizer, temperature, batch, per_track, model, loss)
   args = [jnp.asarray(a) for a in
           (audio, track_bounds_k2[:, 0], track_bounds_k2[:, 1], noise, rirs_nl)]
   params, opt_state = state['params'], state['opt_state']
@@ -392,10 +413,10 @@ def train(key, audio, track_bounds_k2, noise, rirs_nl, ckpt_dir, steps, batch=12
       confusers_nk = mine_confusers(params, audio, window_start_n, window_track_n, n_pick, model)
       mined_at = i
       mined = (window_start, jnp.asarray(confusers_nk))
-    params, opt_state, loss, accuracy = step_fn(params, opt_state, jax.random.fold_in(k_steps, i),
-                                                *args, mined)
+    params, opt_state, value, accuracy = step_fn(params, opt_state, jax.random.fold_in(k_steps, i),
+                                                 *args, mined)
     if (i + 1) % 10 == 0:
-      bar.set_postfix(loss=f'{float(loss):.3f}', top1=f'{float(accuracy):.3f}', refresh=False)
+      bar.set_postfix(loss=f'{float(value):.3f}', top1=f'{float(accuracy):.3f}', refresh=False)
     if (i + 1) % ckpt_every == 0 or i + 1 == steps:
       state = {'params': params, 'opt_state': opt_state, 'step': i + 1,
                'seconds': seconds + time.time() - t0, 'confusers': confusers_nk,
