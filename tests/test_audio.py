@@ -381,6 +381,14 @@ def test_bad_fingerprinter_flags_are_one_line_errors(tmp_path, capsys, flags, me
   assert not (tmp_path / 'w').exists()  # Refused before any work.
 
 
+@pytest.mark.parametrize('loss', sorted(fingerprinter.LOSSES))
+def test_every_loss_is_a_choice_of_the_command_line(tmp_path, capsys, loss):
+  # Accepted: the refusal is the next check's, still before any work.
+  with pytest.raises(SystemExit):
+    build_data.main(['--work-dir', str(tmp_path / 'w'), '--fp-loss', loss, '--fp-widen'])
+  assert '--fp-widen: needs --fp-init' in capsys.readouterr().err
+
+
 def test_top1_rates_loosen_a_hit_to_the_neighbour_then_the_track():
   reference = np.eye(6, dtype=np.float32)
   tracks = np.array([0, 0, 0, 0, 1, 1])
