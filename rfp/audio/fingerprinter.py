@@ -381,9 +381,8 @@ def train(key, audio, track_bounds_k2, noise, rirs_nl, ckpt_dir, steps, batch=12
   its track the current encoder confuses it with, re-mined every that many
   steps (`mine_confusers`; meant for fine-tuning: a random encoder's confusions
   are random). `loss` names one of `LOSSES`. A checkpoint is written every
-  `ckpt_every` steps, so a killed
-  run loses at most that much work; it holds the mined table, so a resumed run
-  trains on the same batches.
+  `ckpt_every` steps, so a killed run loses at most that much work; it holds
+  the mined table, so a resumed run trains on the same batches.
   """
   ckpt_dir = pathlib.Path(ckpt_dir)
   ckpt_dir.mkdir(parents=True, exist_ok=True)
