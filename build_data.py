@@ -46,8 +46,9 @@ def main(argv=None):
   parser.add_argument('--fp-init', type=pathlib.Path,
                       help='fine-tune from these weights (.npz) instead of random ones')
   parser.add_argument('--fp-widen', action='store_true',
-                      help='make every conv of the --fp-init weights twice as wide (same function, '
-                           '~3.6x the FLOPs, ~2x the time per step on CPU) before fine-tuning')
+                      help='every conv twice as wide (channels 32-512; ~3.6x the FLOPs, ~2x the '
+                           'time per step on CPU): from scratch, or from the --fp-init weights '
+                           'made twice as wide with the same function')
   parser.add_argument('--fp-minutes', default=150, type=int,
                       help='music reserved for fingerprinter training (default: %(default)s)')
   parser.add_argument('--reference-rows', default=12000, type=int, help='default: %(default)s')
@@ -69,8 +70,6 @@ def main(argv=None):
     parser.error(f'--fp-mine-every {args.fp_mine_every}: must be 0 (off) or a number of steps')
   if args.fp_init and not args.fp_init.is_file():
     parser.error(f'--fp-init {args.fp_init}: no such file')
-  if args.fp_widen and not args.fp_init:
-    parser.error('--fp-widen: needs --fp-init, the weights to widen')
   log = lambda m: print(m, flush=True)
   from rfp.audio import build  # Imports JAX: after argparse, so --help stays instant.
   args.work_dir.mkdir(parents=True, exist_ok=True)

@@ -157,8 +157,8 @@ def _tiny_training_inputs():
 def test_training_resumes_from_its_checkpoint(tmp_path):
   inputs, tiny = _tiny_training_inputs()
   logs = []
-  fingerprinter.train(*inputs, tmp_path, steps=2, batch=4, ckpt_every=1, model=tiny, log=logs.append)
-  params, info = fingerprinter.train(*inputs, tmp_path, steps=3, batch=4, ckpt_every=1, model=tiny,
+  fingerprinter.train(*inputs, tmp_path, steps=2, batch=4, ckpt_seconds=0, model=tiny, log=logs.append)
+  params, info = fingerprinter.train(*inputs, tmp_path, steps=3, batch=4, ckpt_seconds=0, model=tiny,
                                      log=logs.append)
   assert logs == ['fingerprinter: resuming at step 2'] and info['steps'] == 3
 
@@ -254,7 +254,7 @@ def test_mined_training_resumes_to_the_same_weights(tmp_path):
   noise = np.random.default_rng(0).normal(size=2 * SAMPLE_RATE).astype(np.float32)
   inputs = (jax.random.key(0), audio, bounds, noise, augment.room_impulse_responses(jax.random.key(0), 4))
   tiny = fingerprinter.Encoder(channels=(4, 8), hidden=16)
-  common = dict(batch=8, per_track=8, ckpt_every=1, model=tiny, mine_every=2, log=lambda m: None)
+  common = dict(batch=8, per_track=8, ckpt_seconds=0, model=tiny, mine_every=2, log=lambda m: None)
   straight, _ = fingerprinter.train(*inputs, tmp_path / 'a', steps=5, **common)
   for steps in (2, 3, 5):  # Stops on and between re-mining steps.
     resumed, _ = fingerprinter.train(*inputs, tmp_path / 'b', steps=steps, **common)
@@ -370,7 +370,6 @@ def test_missing_package_is_one_line_and_nonzero(tmp_path, monkeypatch, capsys):
     (['--fp-batch', '12', '--fp-per-track', '8'], 'divide --fp-batch 12'),
     (['--fp-init', 'no/such/weights.npz'], '--fp-init no/such/weights.npz: no such file'),
     (['--fp-mine-every', '-3'], '--fp-mine-every -3: must be 0 (off) or a number of steps'),
-    (['--fp-widen'], '--fp-widen: needs --fp-init'),
     (['--fp-loss', 'triplet'], "--fp-loss: invalid choice: 'triplet'"),
 ])
 def test_bad_fingerprinter_flags_are_one_line_errors(tmp_path, capsys, flags, message):
@@ -385,8 +384,8 @@ def test_bad_fingerprinter_flags_are_one_line_errors(tmp_path, capsys, flags, me
 def test_every_loss_is_a_choice_of_the_command_line(tmp_path, capsys, loss):
   # Accepted: the refusal is the next check's, still before any work.
   with pytest.raises(SystemExit):
-    build_data.main(['--work-dir', str(tmp_path / 'w'), '--fp-loss', loss, '--fp-widen'])
-  assert '--fp-widen: needs --fp-init' in capsys.readouterr().err
+    build_data.main(['--work-dir', str(tmp_path / 'w'), '--fp-loss', loss, '--fp-per-track', '3'])
+  assert '--fp-per-track 3: must be even' in capsys.readouterr().err
 
 
 def test_top1_rates_loosen_a_hit_to_the_neighbour_then_the_track():
@@ -479,13 +478,26 @@ def test_widened_encoder_computes_the_same_fingerprints_with_twice_the_channels(
   params = fingerprinter.init_params(jax.random.key(0))
   wide = fingerprinter.widen(params, jax.random.key(1), noise=0.0)
   assert fingerprinter.encoder_for(params) == fingerprinter.Encoder()
-  assert fingerprinter.encoder_for(wide).channels == tuple(2 * c for c in fingerprinter.CHANNELS)
+  assert fingerprinter.encoder_for(wide).channels == fingerprinter.WIDE_CHANNELS
   x_bs = np.stack([_music(1.0, seed) for seed in range(4)])
   np.testing.assert_allclose(fingerprinter.embed_audio(wide, x_bs), fingerprinter.embed_audio(params, x_bs),
                              atol=1e-5)
   jittered = fingerprinter.widen(params, jax.random.key(1))
   moved = np.abs(fingerprinter.embed_audio(jittered, x_bs) - fingerprinter.embed_audio(params, x_bs)).max()
   assert 0 < moved < 0.1  # The symmetry is broken, the function barely moved.
+
+
+def test_the_starting_point_is_random_or_the_given_weights_and_widen_doubles_either(tmp_path):
+  params = fingerprinter.init_params(jax.random.key(0))
+  fingerprinter.save_weights(tmp_path / 'w.npz', params)
+  assert build.starting_point(None, False, jax.random.key(1)) == (None, fingerprinter.Encoder())
+  start, model = build.starting_point(None, True, jax.random.key(1))
+  assert start is None and model.channels == (32, 64, 128, 256, 512)
+  start, model = build.starting_point(tmp_path / 'w.npz', False, jax.random.key(1))
+  assert model == fingerprinter.Encoder()
+  np.testing.assert_allclose(start['Dense_1']['kernel'], params['Dense_1']['kernel'], atol=1e-3)
+  start, model = build.starting_point(tmp_path / 'w.npz', True, jax.random.key(1))
+  assert model.channels == fingerprinter.WIDE_CHANNELS == fingerprinter.encoder_for(start).channels
 
 
 def test_a_widened_encoder_fine_tunes(tmp_path):

@@ -143,14 +143,27 @@ def concat_audio(work, entries):
   return np.concatenate(xs), np.array(bounds, np.int32)
 
 
+def starting_point(init, widen, key):
+  """(params or None, Encoder) a training run starts from: the `init` weights file's,
+  made twice as wide by `fingerprinter.widen` if `widen`; or, with no `init`, random
+  weights of the default encoder or, if `widen`, of one with every conv twice as wide."""
+  if not init:
+    return None, fingerprinter.Encoder(
+        channels=fingerprinter.WIDE_CHANNELS if widen else fingerprinter.CHANNELS)
+  start = fingerprinter.load_weights(init)
+  if widen:
+    start = fingerprinter.widen(start, key)
+  return start, fingerprinter.encoder_for(start)
+
+
 def train_fingerprinter(work, splits, seed, steps, batch, per_track=4, lr=5e-4, init=None,
                         retrain=False, mine_every=0, widen=False, loss='nt-xent', log=print):
   """Trains (resumably) and writes the shipped weights; returns (params, info).
 
   Shipped weights are reused unless `retrain`, so a rebuild embeds with the same
   fingerprinter that produced the shipped data. `init` (a weights file) makes
-  the run a fine-tune of those weights; `widen` first makes every conv twice
-  as wide (`fingerprinter.widen`); `loss` names one of `fingerprinter.LOSSES`.
+  the run a fine-tune of those weights; `widen` makes every conv twice as wide
+  (`starting_point`); `loss` names one of `fingerprinter.LOSSES`.
   Training ends with `fit_whitening`.
   Checkpoints live in a folder named for the settings, so a run with other
   settings never resumes from them.
@@ -172,10 +185,7 @@ def train_fingerprinter(work, splits, seed, steps, batch, per_track=4, lr=5e-4, 
   rirs = augment.room_impulse_responses(jax.random.key(seed + 1), 2000)  # Query RIRs use another seed.
   log(f'fingerprinter: {audio.size / SAMPLE_RATE / 60:.0f} min of music, '
       f'{noise.size / SAMPLE_RATE / 60:.0f} min of noise; checkpoints in {ckpt_dir}')
-  start = fingerprinter.load_weights(init) if init else None
-  if widen:
-    start = fingerprinter.widen(start, jax.random.key(seed + 5))
-  model = fingerprinter.Encoder() if start is None else fingerprinter.encoder_for(start)
+  start, model = starting_point(init, widen, jax.random.key(seed + 5))
   params, info = fingerprinter.train(
       jax.random.key(seed), audio, bounds, noise, rirs, ckpt_dir, steps, batch, per_track, lr=lr,
       init=start, model=model, mine_every=mine_every, loss=loss, log=log)

@@ -26,6 +26,7 @@ from rfp.audio.features import HOP, N_FRAMES, N_MELS, SEGMENT, log_mel
 
 DIM = 128
 CHANNELS = (16, 32, 64, 128, 256)
+WIDE_CHANNELS = tuple(2 * c for c in CHANNELS)  # What `widen` makes of CHANNELS.
 HIDDEN = 1024
 
 
@@ -371,7 +372,7 @@ def _save_atomic(path, data):
 
 
 def train(key, audio, track_bounds_k2, noise, rirs_nl, ckpt_dir, steps, batch=128,
-          per_track=4, temperature=0.05, lr=5e-4, ckpt_every=100, init=None, model=Encoder(),
+          per_track=4, temperature=0.05, lr=5e-4, ckpt_seconds=60.0, init=None, model=Encoder(),
           mine_every=0, loss='nt-xent', log=print):
   """Trains (or resumes from `ckpt_dir`) for `steps` total steps; returns params.
 
@@ -381,8 +382,10 @@ def train(key, audio, track_bounds_k2, noise, rirs_nl, ckpt_dir, steps, batch=12
   its track the current encoder confuses it with, re-mined every that many
   steps (`mine_confusers`; meant for fine-tuning: a random encoder's confusions
   are random). `loss` names one of `LOSSES`. A checkpoint is written every
-  `ckpt_every` steps, so a killed run loses at most that much work; it holds
-  the mined table, so a resumed run trains on the same batches.
+  `ckpt_seconds` of training and at the end, so a killed run loses at most
+  that much work at any step rate (a CPU's second per step or a GPU's
+  hundredth); it holds the mined table, so a resumed run trains on the same
+  batches.
   """
   ckpt_dir = pathlib.Path(ckpt_dir)
   ckpt_dir.mkdir(parents=True, exist_ok=True)
@@ -407,7 +410,7 @@ def train(key, audio, track_bounds_k2, noise, rirs_nl, ckpt_dir, steps, batch=12
   mined = (window_start, jnp.asarray(confusers_nk)) if mine_every else None
   start, seconds = int(state['step']), float(state['seconds'])
   bar = tqdm(range(start, steps), initial=start, total=steps, desc='fingerprinter', mininterval=5)
-  t0 = time.time()
+  t0 = saved_at = time.time()
   for i in bar:
     if mine_every and mined_at != i - i % mine_every:
       confusers_nk = mine_confusers(params, audio, window_start_n, window_track_n, n_pick, model)
@@ -417,11 +420,12 @@ def train(key, audio, track_bounds_k2, noise, rirs_nl, ckpt_dir, steps, batch=12
                                                  *args, mined)
     if (i + 1) % 10 == 0:
       bar.set_postfix(loss=f'{float(value):.3f}', top1=f'{float(accuracy):.3f}', refresh=False)
-    if (i + 1) % ckpt_every == 0 or i + 1 == steps:
+    if time.time() - saved_at >= ckpt_seconds or i + 1 == steps:
       state = {'params': params, 'opt_state': opt_state, 'step': i + 1,
                'seconds': seconds + time.time() - t0, 'confusers': confusers_nk,
                'mined_at': mined_at}
       _save_atomic(ckpt, flax.serialization.to_bytes(state))
+      saved_at = time.time()
   return params, {'steps': steps, 'train_seconds': round(float(state['seconds']), 1)}
 
 
