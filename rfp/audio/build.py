@@ -195,7 +195,8 @@ def train_fingerprinter(work, splits, seed, steps, batch, per_track=4, lr=5e-4, 
   if steps:
     info.update(batch=batch, per_track=per_track, lr=lr, loss=loss,
                 **({'mine_every': mine_every} if mine_every else {}),
-                **({'widened': 'every conv twice as wide as the weights fine-tuned from'}
+                **({'widened': 'every conv twice as wide as the weights fine-tuned from' if init
+                               else 'every conv twice as wide as the default encoder'}
                    if widen else {}))
   info.update(params=fingerprinter.count_params(params), rir_seed=seed + 1,
               whitening={'excerpts': WHITEN_EXCERPTS, 'reg': fingerprinter.WHITEN_REG,
