@@ -50,7 +50,8 @@ def main(argv=None):
                            'time per step on CPU): from scratch, or from the --fp-init weights '
                            'made twice as wide with the same function')
   parser.add_argument('--fp-minutes', default=150, type=int,
-                      help='music reserved for fingerprinter training (default: %(default)s)')
+                      help='music of --music-packages reserved for fingerprinter training '
+                           '(default: %(default)s)')
   parser.add_argument('--reference-rows', default=12000, type=int, help='default: %(default)s')
   parser.add_argument('--flow-rows', default=55000, type=int, help='default: %(default)s')
   parser.add_argument('--distractor-rows', default=75000, type=int,
@@ -58,6 +59,9 @@ def main(argv=None):
   parser.add_argument('--queries', default=2000, type=int, help='default: %(default)s')
   parser.add_argument('--music-packages', default=','.join(corpus.MUSIC_PACKAGES),
                       help='comma-separated Debian packages to take music from (default: %(default)s)')
+  parser.add_argument('--fp-packages', default=','.join(corpus.FINGERPRINTER_PACKAGES),
+                      help='comma-separated packages whose music only trains the fingerprinter, on '
+                           'top of --fp-minutes; empty for none (default: %(default)s)')
   parser.add_argument('--noise-packages', default=','.join(corpus.NOISE_PACKAGES),
                       help='comma-separated packages with background noise (default: %(default)s)')
   parser.add_argument('--retrain-fingerprinter', action='store_true',
@@ -73,8 +77,9 @@ def main(argv=None):
   log = lambda m: print(m, flush=True)
   from rfp.audio import build  # Imports JAX: after argparse, so --help stays instant.
   args.work_dir.mkdir(parents=True, exist_ok=True)
-  cat = build.catalog(args.work_dir, args.music_packages.split(','), args.noise_packages.split(','),
-                      log=log)
+  packages = lambda arg: [p for p in arg.split(',') if p]
+  cat = build.catalog(args.work_dir, packages(args.music_packages), packages(args.noise_packages),
+                      packages(args.fp_packages), log=log)
   splits = build.split(args.work_dir, cat, args.seed, args.fp_minutes * 60, args.reference_rows,
                        args.flow_rows, args.distractor_rows, log=log)
   params, fp_info = build.train_fingerprinter(

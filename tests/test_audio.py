@@ -336,6 +336,32 @@ def test_deduplicate_drops_a_quieter_shifted_copy_and_keeps_other_tracks():
   assert corpus.deduplicate(sigs, [x.size / SAMPLE_RATE for x in tracks]) == [0, 1]
 
 
+def _split_of(work, tracks, seconds=60.0):
+  """`build.split` of these (name, audio, fingerprinter_only) music tracks plus two noise files."""
+  (work / 'decoded').mkdir(parents=True)
+  entries = []
+  for name, x, only in tracks + [('noise0', _music(5.0, 90), False), ('noise1', _music(5.0, 91), False)]:
+    np.save(work / 'decoded' / f'{name}.npy', x)
+    entries.append({'package': 'pkg', 'source': name, 'file': f'{name}.npy', 'fingerprinter_only': only,
+                    'kind': 'noise' if name.startswith('noise') else 'music', 'seconds': x.size / SAMPLE_RATE})
+  return build.split(work, {'entries': entries}, seed=0, fp_seconds=seconds, n_reference_rows=150,
+                     n_flow_rows=150, n_distractor_rows=10_000, log=lambda m: None)
+
+
+def test_fingerprinter_only_music_joins_that_split_and_leaves_the_others_as_they_were(tmp_path):
+  main = [(f'main{i}', _music(60.0, i), False) for i in range(8)]
+  copy = 0.5 * np.concatenate([np.zeros(3 * SAMPLE_RATE, np.float32), main[3][1]])[:main[3][1].size]
+  extra = [('extra0', _music(60.0, 20), True), ('copy_of_main3', copy, True), ('extra1', _music(60.0, 21), True)]
+  before = _split_of(tmp_path / 'before', main)
+  after = _split_of(tmp_path / 'after', main + extra)
+  names = lambda result, split: [e['source'] for e in result['splits'][split]]
+  for split in ('reference', 'flow_train', 'distractors', 'noise_train', 'noise_query'):
+    assert names(after, split) == names(before, split) and names(before, split)
+  assert names(after, 'fingerprinter') == names(before, 'fingerprinter') + ['extra0', 'extra1']
+  assert after['duplicates_dropped'] == ['pkg:copy_of_main3']
+  assert after['distinct_tracks'] == before['distinct_tracks'] + 2 == 10
+
+
 def test_copyright_licenses_follow_dep5_stanzas_and_free_form_gpl(tmp_path):
   doc = tmp_path / 'usr/share/doc/pkg'
   doc.mkdir(parents=True)

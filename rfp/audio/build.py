@@ -43,10 +43,15 @@ def _decode_to_cache(root, source, cache_dir, min_seconds):
 
 
 def catalog(work, music_packages=corpus.MUSIC_PACKAGES, noise_packages=corpus.NOISE_PACKAGES,
-            log=print):
-  """Fetches, extracts and decodes every music track and noise file; lists them."""
+            fingerprinter_packages=corpus.FINGERPRINTER_PACKAGES, log=print):
+  """Fetches, extracts and decodes every music track and noise file; lists them.
+
+  Music from `fingerprinter_packages` is marked 'fingerprinter_only' and appended
+  after the rest, so adding such packages leaves the other entries as they were.
+  """
   out = work / 'catalog.json'
-  wanted = {'music_packages': list(music_packages), 'noise_packages': list(noise_packages)}
+  wanted = {'music_packages': list(music_packages), 'noise_packages': list(noise_packages),
+            'fingerprinter_packages': list(fingerprinter_packages)}
   if out.exists():
     cached = json.loads(out.read_text())
     if all(cached.get(k) == v for k, v in wanted.items()):
@@ -56,6 +61,8 @@ def catalog(work, music_packages=corpus.MUSIC_PACKAGES, noise_packages=corpus.NO
   entries, licenses = [], {}
   jobs = [(p, 'music', corpus.MUSIC_PATTERN, corpus.MIN_MUSIC_SECONDS) for p in music_packages]
   jobs += [(p, 'noise', corpus.NOISE_PATTERN, 0.0) for p in noise_packages]
+  jobs += [(p, 'fingerprinter_only', corpus.MUSIC_PATTERN, corpus.MIN_MUSIC_SECONDS)
+           for p in fingerprinter_packages]
   roots = {}
   for package in dict.fromkeys(p for p, *_ in jobs):
     roots[package] = corpus.extract(corpus.fetch(package, work / 'debs'), work / 'extract' / package)
@@ -68,7 +75,9 @@ def catalog(work, music_packages=corpus.MUSIC_PACKAGES, noise_packages=corpus.NO
       n = 0
       for source, (path, size) in zip(sources, results):
         if path is not None:
-          entries.append({'package': package, 'source': source.name, 'kind': kind,
+          entries.append({'package': package, 'source': source.name,
+                          'kind': 'music' if kind == 'fingerprinter_only' else kind,
+                          'fingerprinter_only': kind == 'fingerprinter_only',
                           'file': path.name, 'seconds': round(size / SAMPLE_RATE, 2)})
           n += 1
       log(f'catalog: {package}: {n} {kind} files of {len(sources)} matching')
@@ -94,18 +103,29 @@ def split(work, cat, seed, fp_seconds, n_reference_rows, n_flow_rows, n_distract
 
   Reference tracks must be loop-free (at most `max_reference_repetition` of their
   windows recurring); a looped track passed over goes to the next split instead.
+  Fingerprinter-only music that is not a copy of a kept track joins the
+  fingerprinter split on top of its `fp_seconds`; the other splits do not depend on it.
   """
   out = work / 'splits.json'
   if out.exists():
     return json.loads(out.read_text())
-  music = [e for e in cat['entries'] if e['kind'] == 'music']
+  music = [e for e in cat['entries'] if e['kind'] == 'music' and not e['fingerprinter_only']]
+  extra = [e for e in cat['entries'] if e['kind'] == 'music' and e['fingerprinter_only']]
   signatures = []
-  for e in music:
+  for e in music + extra:
     x = np.load(work / 'decoded' / e['file'])
     signatures.append((corpus.envelope_signature(x), corpus.spectral_signature(x)))
-  keep = corpus.deduplicate(signatures, [e['seconds'] for e in music])
-  dropped = [music[i]['package'] + ':' + music[i]['source'] for i in set(range(len(music))) - set(keep)]
-  log(f'split: {len(music)} music tracks, {len(keep)} distinct after de-duplication')
+  seconds = [e['seconds'] for e in music + extra]
+  keep = corpus.deduplicate(signatures[:len(music)], seconds[:len(music)])
+  # Kept tracks come first, so extra music only ever loses to them, never displaces one.
+  candidates = keep + list(range(len(music), len(music) + len(extra)))
+  kept_extra = [candidates[i] for i in corpus.deduplicate([signatures[i] for i in candidates],
+                                                          [seconds[i] for i in candidates])[len(keep):]]
+  everything = music + extra
+  dropped = [everything[i]['package'] + ':' + everything[i]['source']
+             for i in set(range(len(everything))) - set(keep) - set(kept_extra)]
+  log(f'split: {len(music)} music tracks, {len(keep)} distinct after de-duplication; '
+      f'{len(kept_extra)} of {len(extra)} fingerprinter-only tracks distinct from those')
   rng = np.random.default_rng(seed)
   order = [music[i] for i in rng.permutation(keep)]
   rows = {e['file']: n_windows(int(e['seconds'] * SAMPLE_RATE)) for e in order}
@@ -122,11 +142,13 @@ def split(work, cat, seed, fp_seconds, n_reference_rows, n_flow_rows, n_distract
       continue
     splits[open_splits[0]].append(e)
     filled[open_splits[0]] += rows[e['file']]
+  splits['fingerprinter'] += [everything[i] for i in kept_extra]
+  filled['fingerprinter'] += sum(n_windows(int(everything[i]['seconds'] * SAMPLE_RATE)) for i in kept_extra)
   noise = [e for e in cat['entries'] if e['kind'] == 'noise']
   noise = [noise[i] for i in rng.permutation(len(noise))]
   splits['noise_train'], splits['noise_query'] = noise[::2], noise[1::2]
   result = {'splits': splits, 'rows': filled, 'max_reference_repetition': max_reference_repetition,
-            'distinct_tracks': len(keep), 'duplicates_dropped': sorted(dropped)}
+            'distinct_tracks': len(keep) + len(kept_extra), 'duplicates_dropped': sorted(dropped)}
   for name, items in splits.items():
     log(f'split: {name}: {len(items)} files, {sum(e["seconds"] for e in items) / 60:.0f} min')
   _write_json(out, result)
