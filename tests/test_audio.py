@@ -362,7 +362,7 @@ def test_fingerprinter_only_music_joins_that_split_and_leaves_the_others_as_they
   assert after['distinct_tracks'] == before['distinct_tracks'] + 2 == 10
 
 
-def test_copyright_licenses_follow_dep5_stanzas_and_free_form_gpl(tmp_path):
+def test_copyright_licenses_follow_dep5_stanzas_and_free_form_wording(tmp_path):
   doc = tmp_path / 'usr/share/doc/pkg'
   doc.mkdir(parents=True)
   (doc / 'copyright').write_text(
@@ -376,6 +376,10 @@ def test_copyright_licenses_follow_dep5_stanzas_and_free_form_gpl(tmp_path):
                                  'of the GNU General Public License as published by the Free Software\n'
                                  'Foundation; either version 2 of the License, or (at your option) any later version.\n')
   assert corpus.copyright_licenses(tmp_path, 'pkg', [code]) == ['GPL-2+']
+  (doc / 'copyright').write_text('Permission is hereby granted, free of charge, to any person obtaining\n'
+                                 'a copy of this software.\n\nSome files belonging to the game content are '
+                                 'licensed under the\n Creative Commons Attribution 3.0 license or the CC0 license.\n')
+  assert corpus.copyright_licenses(tmp_path, 'pkg', [code]) == ['CC-BY-3.0', 'CC0-1.0', 'Expat']
 
 
 def test_missing_package_is_one_line_and_nonzero(tmp_path, monkeypatch, capsys):

@@ -113,10 +113,20 @@ def copyright_licenses(root, package, sources=()):
   return sorted(found)
 
 
+# Free-form copyright files state these licences in their standard wording.
+_LICENSE_WORDING = {
+    'Expat': r'Permission is hereby granted, free of charge, to any person obtaining a copy',
+    'ISC': r'Permission to use, copy, modify, and(?:/or)? distribute this software for any purpose '
+           r'with or without fee is hereby granted',
+    'CC-BY-3.0': r'Creative Commons Attribution 3\.0',
+    'CC0-1.0': r'\bCC0\b',
+}
+
+
 def _free_form_licenses(text):
-  """The licences a free-form copyright file grants, for the two kinds the packages use."""
+  """The licences a free-form copyright file grants, by their standard wording."""
   flat = ' '.join(text.split())
-  found = set()
+  found = {name for name, wording in _LICENSE_WORDING.items() if re.search(wording, flat)}
   for match in re.finditer(r'GNU General Public License,? (?:as published by the Free Software '
                            r'Foundation;? )?(?:either )?version (\d)', flat):
     later = re.match(r'[^.]{0,40}at your option\)?,? any later version', flat[match.end():])
