@@ -111,17 +111,17 @@ def split(work, cat, seed, fp_seconds, n_reference_rows, n_flow_rows, n_distract
     return json.loads(out.read_text())
   music = [e for e in cat['entries'] if e['kind'] == 'music' and not e['fingerprinter_only']]
   extra = [e for e in cat['entries'] if e['kind'] == 'music' and e['fingerprinter_only']]
+  everything = music + extra
   signatures = []
-  for e in music + extra:
+  for e in everything:
     x = np.load(work / 'decoded' / e['file'])
     signatures.append((corpus.envelope_signature(x), corpus.spectral_signature(x)))
-  seconds = [e['seconds'] for e in music + extra]
+  seconds = [e['seconds'] for e in everything]
   keep = corpus.deduplicate(signatures[:len(music)], seconds[:len(music)])
   # Kept tracks come first, so extra music only ever loses to them, never displaces one.
   candidates = keep + list(range(len(music), len(music) + len(extra)))
   kept_extra = [candidates[i] for i in corpus.deduplicate([signatures[i] for i in candidates],
                                                           [seconds[i] for i in candidates])[len(keep):]]
-  everything = music + extra
   dropped = [everything[i]['package'] + ':' + everything[i]['source']
              for i in set(range(len(everything))) - set(keep) - set(kept_extra)]
   log(f'split: {len(music)} music tracks, {len(keep)} distinct after de-duplication; '

@@ -26,7 +26,7 @@ MUSIC_PACKAGES = (
     'hedgewars-data', 'supertux-data', 'naev-data', 'widelands-data', '0ad-data',
 )
 # More music for fingerprinter training only: R, G and D stay as the packages above
-# split them, while the encoder hears three times as much music (reference notes, Sec. 5).
+# split them, while the encoder hears 2.7 times as much music (reference notes, Sec. 5).
 FINGERPRINTER_PACKAGES = (
     'supertuxkart-data', 'freedroidrpg-data', 'flare-game', 'megaglest-data', 'openclonk-data',
     'zaz-data', 'fretsonfire-songs-muldjord', 'fretsonfire-songs-sectoid', 'frozen-bubble-data',
