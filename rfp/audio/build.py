@@ -59,15 +59,15 @@ def catalog(work, music_packages=corpus.MUSIC_PACKAGES, noise_packages=corpus.NO
   cache = work / 'decoded'
   cache.mkdir(parents=True, exist_ok=True)
   entries, licenses = [], {}
-  jobs = [(p, 'music', corpus.MUSIC_PATTERN, corpus.MIN_MUSIC_SECONDS) for p in music_packages]
-  jobs += [(p, 'noise', corpus.NOISE_PATTERN, 0.0) for p in noise_packages]
-  jobs += [(p, 'fingerprinter_only', corpus.MUSIC_PATTERN, corpus.MIN_MUSIC_SECONDS)
+  jobs = [(p, 'music', corpus.MUSIC_PATTERN, corpus.MIN_MUSIC_SECONDS, False) for p in music_packages]
+  jobs += [(p, 'noise', corpus.NOISE_PATTERN, 0.0, False) for p in noise_packages]
+  jobs += [(p, 'music', corpus.MUSIC_PATTERN, corpus.MIN_MUSIC_SECONDS, True)
            for p in fingerprinter_packages]
   roots = {}
   for package in dict.fromkeys(p for p, *_ in jobs):
     roots[package] = corpus.extract(corpus.fetch(package, work / 'debs'), work / 'extract' / package)
   with concurrent.futures.ThreadPoolExecutor(2) as pool:  # ffmpeg runs out of process.
-    for package, kind, pattern, min_seconds in jobs:
+    for package, kind, pattern, min_seconds, fingerprinter_only in jobs:
       sources = corpus.find_sources(roots[package], package, pattern)
       licenses[package] = sorted(set(licenses.get(package, []))
                                  | set(corpus.copyright_licenses(roots[package], package, sources)))
@@ -75,12 +75,12 @@ def catalog(work, music_packages=corpus.MUSIC_PACKAGES, noise_packages=corpus.NO
       n = 0
       for source, (path, size) in zip(sources, results):
         if path is not None:
-          entries.append({'package': package, 'source': source.name,
-                          'kind': 'music' if kind == 'fingerprinter_only' else kind,
-                          'fingerprinter_only': kind == 'fingerprinter_only',
+          entries.append({'package': package, 'source': source.name, 'kind': kind,
+                          'fingerprinter_only': fingerprinter_only,
                           'file': path.name, 'seconds': round(size / SAMPLE_RATE, 2)})
           n += 1
-      log(f'catalog: {package}: {n} {kind} files of {len(sources)} matching')
+      only = ' (fingerprinter only)' if fingerprinter_only else ''
+      log(f'catalog: {package}: {n} {kind}{only} files of {len(sources)} matching')
   result = {**wanted, 'entries': entries, 'licenses': licenses}
   _write_json(out, result)
   return result
@@ -116,19 +116,18 @@ def split(work, cat, seed, fp_seconds, n_reference_rows, n_flow_rows, n_distract
   for e in everything:
     x = np.load(work / 'decoded' / e['file'])
     signatures.append((corpus.envelope_signature(x), corpus.spectral_signature(x)))
-  seconds = [e['seconds'] for e in everything]
-  keep = corpus.deduplicate(signatures[:len(music)], seconds[:len(music)])
-  # Kept tracks come first, so extra music only ever loses to them, never displaces one.
-  candidates = keep + list(range(len(music), len(music) + len(extra)))
-  kept_extra = [candidates[i] for i in corpus.deduplicate([signatures[i] for i in candidates],
-                                                          [seconds[i] for i in candidates])[len(keep):]]
+  # `deduplicate` keeps the first of each group in input order and the other
+  # packages' music comes first, so extra music only ever loses to it, never displaces a track.
+  distinct = corpus.deduplicate(signatures, [e['seconds'] for e in everything])
+  keep = [i for i in distinct if i < len(music)]
+  kept_extra = [i for i in distinct if i >= len(music)]
   dropped = [everything[i]['package'] + ':' + everything[i]['source']
-             for i in set(range(len(everything))) - set(keep) - set(kept_extra)]
+             for i in set(range(len(everything))) - set(distinct)]
   log(f'split: {len(music)} music tracks, {len(keep)} distinct after de-duplication; '
       f'{len(kept_extra)} of {len(extra)} fingerprinter-only tracks distinct from those')
   rng = np.random.default_rng(seed)
   order = [music[i] for i in rng.permutation(keep)]
-  rows = {e['file']: n_windows(int(e['seconds'] * SAMPLE_RATE)) for e in order}
+  rows = {e['file']: n_windows(int(e['seconds'] * SAMPLE_RATE)) for e in everything}
   targets = [('fingerprinter', fp_seconds * 2), ('reference', n_reference_rows),
              ('flow_train', n_flow_rows), ('distractors', n_distractor_rows)]
   splits = {name: [] for name, _ in targets}
@@ -143,12 +142,12 @@ def split(work, cat, seed, fp_seconds, n_reference_rows, n_flow_rows, n_distract
     splits[open_splits[0]].append(e)
     filled[open_splits[0]] += rows[e['file']]
   splits['fingerprinter'] += [everything[i] for i in kept_extra]
-  filled['fingerprinter'] += sum(n_windows(int(everything[i]['seconds'] * SAMPLE_RATE)) for i in kept_extra)
+  filled['fingerprinter'] += sum(rows[everything[i]['file']] for i in kept_extra)
   noise = [e for e in cat['entries'] if e['kind'] == 'noise']
   noise = [noise[i] for i in rng.permutation(len(noise))]
   splits['noise_train'], splits['noise_query'] = noise[::2], noise[1::2]
   result = {'splits': splits, 'rows': filled, 'max_reference_repetition': max_reference_repetition,
-            'distinct_tracks': len(keep) + len(kept_extra), 'duplicates_dropped': sorted(dropped)}
+            'distinct_tracks': len(distinct), 'duplicates_dropped': sorted(dropped)}
   for name, items in splits.items():
     log(f'split: {name}: {len(items)} files, {sum(e["seconds"] for e in items) / 60:.0f} min')
   _write_json(out, result)
