@@ -9,7 +9,12 @@ run it times the encoder's own matmuls (`fingerprinter.matmul_shapes`, forward,
 at the step's batch): the rate the hardware gives these shapes. Encoder FLOP/s
 count forward + backward as 3x `fingerprinter.flops_per_example` per input
 (two inputs per pair); distortion and log-mel are timed but not counted.
-Prints one table; paste it into bench/RESULTS.md.
+Then it times what `build_data.py` spends its export on: database rows
+(`build.window_fingerprints`, every window at `build.DATABASE_SHIFTS`) of
+tracks of random length with the shipped weights, with each track in its own
+batches (the last one padded) and with tracks grouped so that they share
+batches, against the forward matmuls of the same encoder at the same batch.
+Prints two tables; paste them into bench/RESULTS.md.
 
   python bench/fingerprinter_throughput.py
   python bench/fingerprinter_throughput.py --batch 1024 --iters 10   # GPU
@@ -28,7 +33,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from bench import sample_throughput  # pylint: disable=wrong-import-position
-from rfp.audio import augment, fingerprinter  # pylint: disable=wrong-import-position
+from rfp.audio import augment, build, fingerprinter  # pylint: disable=wrong-import-position
+from rfp.audio.features import SAMPLE_RATE  # pylint: disable=wrong-import-position
 
 CONVS = {'patch matmul (shipped)': fingerprinter.Conv3x3Stride2,
          'flax nn.Conv': functools.partial(nn.Conv, kernel_size=(3, 3), strides=(2, 2),
@@ -53,11 +59,12 @@ def step_seconds(conv, batch, per_track, iters):
   return sample_throughput.seconds(run, iters)
 
 
-def matmul_seconds(examples, iters):
-  """Seconds for the encoder's forward matmuls over `examples` inputs, one jitted call each."""
+def matmul_seconds(examples, iters, shapes=None):
+  """Seconds for the encoder's forward matmuls (`fingerprinter.matmul_shapes`)
+  over `examples` inputs, one jitted call each."""
   rng = np.random.default_rng(0)
   calls = []
-  for rows, inputs, outputs in fingerprinter.matmul_shapes():
+  for rows, inputs, outputs in shapes or fingerprinter.matmul_shapes():
     a = jnp.asarray(rng.standard_normal((examples * rows, inputs)), jnp.float32)
     b = jnp.asarray(rng.standard_normal((inputs, outputs)) / np.sqrt(inputs), jnp.float32)
     mm = jax.jit(jnp.dot)
@@ -66,12 +73,41 @@ def matmul_seconds(examples, iters):
   return sum(sample_throughput.seconds(call, iters) for call in calls)
 
 
+def embed_table(n_tracks, iters):
+  """Windows/s of database rows with per-track and with shared batches."""
+  params = fingerprinter.load_weights(build.WEIGHTS)
+  enc = fingerprinter.encoder_for(params)
+  rng = np.random.default_rng(0)
+  tracks = [0.1 * rng.standard_normal(int(s * SAMPLE_RATE)).astype(np.float32)
+            for s in rng.uniform(30, 240, n_tracks)]
+  windows = sum(build.n_windows(x.size) for x in tracks) * len(build.DATABASE_SHIFTS)
+  flops_per_window = fingerprinter.flops_per_example(enc.channels, enc.hidden, enc.dim)
+  shapes = fingerprinter.matmul_shapes(enc.channels, enc.hidden, enc.dim)
+  matmul_rate = flops_per_window * 512 / matmul_seconds(512, iters, shapes)
+  build.window_fingerprints(params, tracks[:1])  # Compile outside the timing.
+  print(f'\n# {sample_throughput.machine()}, shipped weights (channels {list(enc.channels)}), '
+        f'{n_tracks} tracks, {windows} windows over {len(build.DATABASE_SHIFTS)} offsets')
+  print('| batches | s | windows/s | encoder GFLOP/s | matmul GFLOP/s (same shapes, batch 512) | ratio |')
+  print('|---|---|---|---|---|---|')
+  times = {}
+  for name, group_rows in (('one track at a time', 1), ('tracks share batches (shipped)', 8192)):
+    times[name] = min(sample_throughput.seconds(
+        lambda: build.window_fingerprints(params, tracks, group_rows=group_rows), 1) for _ in range(iters))
+    rate = flops_per_window * windows / times[name]
+    print(f'| {name} | {times[name]:.1f} | {windows / times[name]:.0f} | {rate / 1e9:.1f} | '
+          f'{matmul_rate / 1e9:.1f} | {rate / matmul_rate:.0%} |', flush=True)
+  apart, shared = times.values()
+  print(f'\nshared batches are {apart / shared:.2f}x as fast')
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument('--batch', type=int, default=256, help='pairs per step')
   parser.add_argument('--per-track', type=int, default=16)
   parser.add_argument('--iters', type=int, default=3)
+  parser.add_argument('--embed-tracks', type=int, default=8,
+                      help='tracks of 30-240 s for the embedding table (0: skip it)')
   args = parser.parse_args()
   examples = 2 * args.batch
   flops = 3 * fingerprinter.flops_per_example() * examples
@@ -87,6 +123,8 @@ def main():
           f'{matmul_rate / 1e9:.1f} | {rate / matmul_rate:.0%} |', flush=True)
   shipped, flax_conv = times.values()
   print(f'\nshipped step is {flax_conv / shipped:.2f}x as fast as with nn.Conv')
+  if args.embed_tracks:
+    embed_table(args.embed_tracks, args.iters)
 
 
 if __name__ == '__main__':

@@ -277,17 +277,26 @@ def test_shifted_windows_move_by_the_shift_and_stop_at_the_signal_ends():
   np.testing.assert_array_equal(late[:, 1:] - late[:, :-1], 1.0)  # Still contiguous audio.
 
 
-def test_database_rows_are_the_normalised_mean_over_shifts():
+def test_database_rows_are_the_normalised_mean_over_shifts_of_each_tracks_own_windows():
   params = fingerprinter.init_params(jax.random.key(0))
   x = _music(4.0)
-  rows_nd = build.database_fingerprints(params, x)
-  shifted_snd = np.stack([build.embed_windows(params, build.windows(x, shift=s))
-                          for s in build.DATABASE_SHIFTS])
-  mean_nd = shifted_snd.mean(axis=0)
-  np.testing.assert_allclose(rows_nd, mean_nd / np.linalg.norm(mean_nd, axis=1, keepdims=True),
-                             atol=1e-5)
-  np.testing.assert_allclose(build.database_fingerprints(params, x, shifts=(0,)),
-                             build.embed_windows(params, build.windows(x)), atol=1e-6)
+  f_nsd = build.window_fingerprints(params, [x])
+  assert f_nsd.shape == (build.n_windows(x.size), len(build.DATABASE_SHIFTS), fingerprinter.DIM)
+  for i, s in enumerate(build.DATABASE_SHIFTS):
+    np.testing.assert_array_equal(f_nsd[:, i], build.embed_windows(params, build.windows(x, shift=s)))
+  mean_nd = f_nsd.mean(axis=1)
+  np.testing.assert_allclose(build.database_rows(f_nsd),
+                             mean_nd / np.linalg.norm(mean_nd, axis=1, keepdims=True), atol=1e-5)
+  # Shifted windows are other audio: a row is not its offset-0 fingerprint.
+  assert np.abs(build.database_rows(f_nsd) - f_nsd[:, build.DATABASE_SHIFTS.index(0)]).max() > 1e-3
+  pre_nsd = build.window_fingerprints(params, [x], normalise=False)
+  np.testing.assert_allclose(pre_nsd / np.linalg.norm(pre_nsd, axis=-1, keepdims=True), f_nsd, atol=1e-5)
+  # Tracks embedded in one group or one by one: the same fingerprints, none from a window across both.
+  y = _music(3.0, seed=1)
+  together = build.window_fingerprints(params, iter([x, y]))
+  apart = build.window_fingerprints(params, [x, y], group_rows=1)
+  np.testing.assert_allclose(together, apart, atol=1e-6)
+  np.testing.assert_allclose(together, np.concatenate([f_nsd, build.window_fingerprints(params, [y])]), atol=1e-6)
 
 
 def test_hit_rate_counts_distractors_that_outscore_the_truth():
@@ -336,7 +345,7 @@ def test_deduplicate_drops_a_quieter_shifted_copy_and_keeps_other_tracks():
   assert corpus.deduplicate(sigs, [x.size / SAMPLE_RATE for x in tracks]) == [0, 1]
 
 
-def _split_of(work, tracks, seconds=60.0):
+def _split_of(work, tracks, seconds=60.0, rows=150):
   """`build.split` of these (name, audio, fingerprinter_only) music tracks plus two noise files."""
   (work / 'decoded').mkdir(parents=True)
   entries = []
@@ -344,8 +353,8 @@ def _split_of(work, tracks, seconds=60.0):
     np.save(work / 'decoded' / f'{name}.npy', x)
     entries.append({'package': 'pkg', 'source': name, 'file': f'{name}.npy', 'fingerprinter_only': only,
                     'kind': 'noise' if name.startswith('noise') else 'music', 'seconds': x.size / SAMPLE_RATE})
-  return build.split(work, {'entries': entries}, seed=0, fp_seconds=seconds, n_reference_rows=150,
-                     n_flow_rows=150, n_distractor_rows=10_000, log=lambda m: None)
+  return build.split(work, {'entries': entries}, seed=0, fp_seconds=seconds, n_reference_rows=rows,
+                     n_flow_rows=rows, n_distractor_rows=10_000, log=lambda m: None)
 
 
 def test_fingerprinter_only_music_joins_that_split_and_leaves_the_others_as_they_were(tmp_path):
@@ -360,6 +369,47 @@ def test_fingerprinter_only_music_joins_that_split_and_leaves_the_others_as_they
   assert names(after, 'fingerprinter') == names(before, 'fingerprinter') + ['extra0', 'extra1']
   assert after['duplicates_dropped'] == ['pkg:copy_of_main3']
   assert after['distinct_tracks'] == before['distinct_tracks'] + 2 == 10
+
+
+def test_export_writes_float16_rows_scores_them_and_reruns_to_the_same_files(tmp_path):
+  work = tmp_path / 'work'
+  splits = _split_of(work, [(f'track{i}', _music(12.0, i), False) for i in range(8)], seconds=12.0, rows=40)
+  for f in (work / 'decoded').iterdir():
+    f.chmod(0o444)  # Any write to an input fails.
+  params = fingerprinter.init_params(jax.random.key(0), _tiny_training_inputs()[1])
+  export = lambda out: build.export(work, out, params, splits, {'licenses': {'pkg': ['GPL-2+']}},
+                                    {'steps': 0}, seed=0, n_queries=60, condition_queries=20,
+                                    log=lambda m: None)
+  meta = export(tmp_path / 'a')
+  sp = splits['splits']
+  rows = lambda name: np.concatenate([build.database_rows(build.window_fingerprints(
+      params, [np.load(work / 'decoded' / e['file'])])) for e in sp[name]])
+  for name in ('reference', 'flow_train', 'distractors'):
+    e_nd = np.load(tmp_path / 'a' / f'{name}.npy')
+    assert e_nd.dtype == np.float16 and meta['rows'][f'{name}.npy'] == e_nd.shape[0] > 0
+    np.testing.assert_allclose(e_nd, rows(name), atol=1e-3)
+  query_qd = np.load(tmp_path / 'a' / 'queries.npy')
+  truth_q = np.load(tmp_path / 'a' / 'ground_truth.npy')
+  tracks_r = np.load(tmp_path / 'a' / 'reference_tracks.npy')
+  assert query_qd.dtype == np.float16 and query_qd.shape == (60, fingerprinter.DIM)
+  np.testing.assert_allclose(np.linalg.norm(query_qd.astype(np.float32), axis=1), 1.0, atol=1e-2)
+  assert truth_q.max() < tracks_r.size == meta['rows']['reference.npy']
+  r = meta['retrieval']
+  assert r['hr1_reference_only'] == build.top1_rates(query_qd, truth_q, np.load(tmp_path / 'a' / 'reference.npy'),
+                                                     tracks_r)['hr1']
+  assert [d['n_distractors'] for d in r['with_distractors']] == [meta['rows']['distractors.npy']]
+  assert [c['condition'] for c in r['by_condition']] == [c for c, *_ in build.CONDITIONS]
+  assert sum(b['queries'] for b in r['by_offset']) == 60
+  single_rd = np.concatenate([build.embed_windows(params, build.windows(np.load(work / 'decoded' / e['file'])))
+                              for e in sp['reference']])
+  assert r['single_window_rows'] == build.top1_rates(query_qd, truth_q, single_rd, tracks_r)
+  # A second run reads the embedding cache, a third embeds afresh: both write the same files.
+  export(tmp_path / 'b')
+  for cache in (work / 'embeddings').glob('*/*/*.npz'):
+    cache.unlink()
+  export(tmp_path / 'c')
+  for f in (tmp_path / 'a').iterdir():
+    assert f.read_bytes() == (tmp_path / 'b' / f.name).read_bytes() == (tmp_path / 'c' / f.name).read_bytes(), f.name
 
 
 def test_copyright_licenses_follow_dep5_stanzas_and_free_form_wording(tmp_path):

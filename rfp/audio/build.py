@@ -7,6 +7,7 @@ one's files, so a re-run after an interruption resumes at the first missing one.
 import concurrent.futures
 import functools
 import hashlib
+import itertools
 import json
 import pathlib
 
@@ -260,19 +261,43 @@ def embed_windows(params, x_ns, batch=512, normalise=True):
   return np.concatenate(out) if out else np.zeros((0, fingerprinter.DIM), np.float32)
 
 
-def database_fingerprints(params, x, shifts=DATABASE_SHIFTS):
-  """[n_windows(x.size), DIM] unit rows: each window's fingerprints at `shifts`, averaged."""
-  e_nd = sum(embed_windows(params, windows(x, shift=s)) for s in shifts)
+def window_fingerprints(params, signals, shifts=DATABASE_SHIFTS, normalise=True, group_rows=8192):
+  """[windows of all `signals`, len(shifts), DIM]: each window's fingerprints at `shifts`.
+
+  Signals are embedded in groups of about `group_rows` windows, so short tracks
+  share batches rather than each padding its own last one; `signals` may be a
+  generator, and only one group's audio is held at a time.
+  """
+  out, group, rows = [], [], 0
+  for x in itertools.chain(signals, [None]):
+    if x is not None:
+      group.append(x)
+      rows += n_windows(x.size)
+    if group and (x is None or rows >= group_rows):
+      out.append(np.stack([embed_windows(params, np.concatenate([windows(g, shift=s) for g in group]),
+                                         normalise=normalise) for s in shifts], axis=1))
+      group, rows = [], 0
+  return np.concatenate(out) if out else np.zeros((0, len(shifts), fingerprinter.DIM), np.float32)
+
+
+def database_rows(f_nsd):
+  """[n, DIM] unit database rows: each window's `window_fingerprints`, averaged."""
+  e_nd = f_nsd.sum(axis=1)
   return e_nd / np.maximum(np.linalg.norm(e_nd, axis=1, keepdims=True), 1e-12)
 
 
-def embed_tracks(work, params, entries, shifts=DATABASE_SHIFTS):
-  """Database rows (`database_fingerprints`) of every track, and each row's track index."""
-  e_nd, track_n = [], []
-  for i, e in enumerate(entries):
-    e_nd.append(database_fingerprints(params, np.load(work / 'decoded' / e['file']), shifts))
-    track_n.append(np.full(e_nd[-1].shape[0], i, np.int32))
-  return np.concatenate(e_nd), np.concatenate(track_n)
+def embed_tracks(work, params, entries):
+  """`window_fingerprints` of every track's windows, and each window's track index."""
+  windows_k = []
+
+  def tracks():
+    for e in entries:
+      x = np.load(work / 'decoded' / e['file'])
+      windows_k.append(n_windows(x.size))
+      yield x
+
+  f_nsd = window_fingerprints(params, tracks())
+  return f_nsd, np.repeat(np.arange(len(entries), dtype=np.int32), windows_k)
 
 
 def query_starts(key, bounds, n_queries):
@@ -333,9 +358,7 @@ def fit_whitening(key, params, audio, bounds, noise, rirs_nl, n_excerpts=WHITEN_
   Give it training audio, noise and rooms only: the queries' must stay unseen.
   """
   log(f'fingerprinter: fitting the whitening on {n_excerpts} distorted excerpts')
-  rows_nsd = np.concatenate([
-      np.stack([embed_windows(params, windows(audio[a:b], shift=s), normalise=False)
-                for s in DATABASE_SHIFTS], axis=1) for a, b in bounds])
+  rows_nsd = window_fingerprints(params, (audio[a:b] for a, b in bounds), normalise=False)
   queries, truths = [], []
   for i in tqdm(range(0, n_excerpts, chunk), desc='whitening', mininterval=5):
     q_qd, truth_q, _ = make_queries(jax.random.fold_in(key, i), params, audio, bounds, noise,
@@ -430,24 +453,32 @@ def hit_rates_by_offset(query_qd, truth_q, off_grid_q, reference_rd, reference_t
   return rows
 
 
-def export(work, out_dir, params, splits, cat, fp_info, seed, n_queries, log=print):
-  """Embeds every split, makes and scores the queries, writes data/ and metadata.json."""
+def export(work, out_dir, params, splits, cat, fp_info, seed, n_queries, condition_queries=500,
+           log=print):
+  """Embeds every split, makes and scores the queries, writes data/ and metadata.json.
+
+  `condition_queries` excerpts are scored under each of `CONDITIONS` besides.
+  """
   out_dir.mkdir(parents=True, exist_ok=True)
   sp = splits['splits']
   arrays = {}
-  # Retrained weights or other shifts never reuse old rows.
-  cache = work / 'embeddings' / fingerprinter.digest(params) / f'shifts{",".join(map(str, DATABASE_SHIFTS))}'
+  # Retrained weights or other shifts never reuse old rows, nor does a cache of another layout.
+  cache = (work / 'embeddings' / fingerprinter.digest(params)
+           / f'rows-shifts{",".join(map(str, DATABASE_SHIFTS))}')
   cache.mkdir(parents=True, exist_ok=True)
   for name in ('reference', 'flow_train', 'distractors'):
     path = cache / f'{name}.npz'
     if not path.exists():
       log(f'export: embedding {name} ({len(sp[name])} tracks)')
-      e_nd, track_n = embed_tracks(work, params, sp[name])
+      f_nsd, track_n = embed_tracks(work, params, sp[name])
+      # Offset-0 fingerprints alone are the single-window rows the metadata compares against.
       with open(path.with_suffix('.tmp'), 'wb') as f:
-        np.savez(f, e=e_nd.astype(np.float16), track=track_n)
+        np.savez(f, rows=database_rows(f_nsd).astype(np.float16), track=track_n,
+                 single=f_nsd[:, DATABASE_SHIFTS.index(0)].astype(np.float16))
       path.with_suffix('.tmp').replace(path)
     with np.load(path) as f:
-      arrays[name], arrays[f'{name}_tracks'] = f['e'], f['track']
+      arrays[name], arrays[f'{name}_tracks'] = f['rows'], f['track']
+      arrays[f'{name}_single'] = f['single']
   k_queries, k_eval = jax.random.split(jax.random.key(seed + 3))
   query_rirs_nl = augment.room_impulse_responses(jax.random.key(seed + 2), 2000)
   log(f'export: {n_queries} queries')
@@ -465,14 +496,13 @@ def export(work, out_dir, params, splits, cat, fp_info, seed, n_queries, log=pri
   log('export: scoring')
   scores = evaluate(k_eval, query_qd, truth_q, arrays['reference'], arrays['reference_tracks'],
                     arrays['distractors'])
-  single_rd, _ = embed_tracks(work, params, sp['reference'], shifts=(0,))
-  scores['single_window_rows'] = top1_rates(query_qd, truth_q, single_rd.astype(np.float16),
+  scores['single_window_rows'] = top1_rates(query_qd, truth_q, arrays['reference_single'],
                                             arrays['reference_tracks'])
   scores['by_offset'] = hit_rates_by_offset(query_qd, truth_q, off_grid_q, arrays['reference'],
                                             arrays['reference_tracks'])
   scores['by_condition'] = hit_rates_by_condition(jax.random.fold_in(k_queries, 1), params, audio,
                                                   bounds, noise, query_rirs_nl, arrays['reference'],
-                                                  arrays['reference_tracks'])
+                                                  arrays['reference_tracks'], condition_queries)
   packages = sorted({e['package'] for name in sp for e in sp[name]})
   encoder = fingerprinter.encoder_for(params)
   metadata = {
