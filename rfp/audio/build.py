@@ -7,7 +7,6 @@ one's files, so a re-run after an interruption resumes at the first missing one.
 import concurrent.futures
 import functools
 import hashlib
-import itertools
 import json
 import pathlib
 
@@ -261,6 +260,19 @@ def embed_windows(params, x_ns, batch=512, normalise=True):
   return np.concatenate(out) if out else np.zeros((0, fingerprinter.DIM), np.float32)
 
 
+def _groups(signals, group_rows):
+  """`signals` in lists of at least `group_rows` windows (the last one may hold fewer)."""
+  group, rows = [], 0
+  for x in signals:
+    group.append(x)
+    rows += n_windows(x.size)
+    if rows >= group_rows:
+      yield group
+      group, rows = [], 0
+  if group:
+    yield group
+
+
 def window_fingerprints(params, signals, shifts=DATABASE_SHIFTS, normalise=True, group_rows=8192):
   """[windows of all `signals`, len(shifts), DIM]: each window's fingerprints at `shifts`.
 
@@ -268,15 +280,9 @@ def window_fingerprints(params, signals, shifts=DATABASE_SHIFTS, normalise=True,
   share batches rather than each padding its own last one; `signals` may be a
   generator, and only one group's audio is held at a time.
   """
-  out, group, rows = [], [], 0
-  for x in itertools.chain(signals, [None]):
-    if x is not None:
-      group.append(x)
-      rows += n_windows(x.size)
-    if group and (x is None or rows >= group_rows):
-      out.append(np.stack([embed_windows(params, np.concatenate([windows(g, shift=s) for g in group]),
-                                         normalise=normalise) for s in shifts], axis=1))
-      group, rows = [], 0
+  out = [np.stack([embed_windows(params, np.concatenate([windows(x, shift=s) for x in group]),
+                                 normalise=normalise) for s in shifts], axis=1)
+         for group in _groups(signals, group_rows)]
   return np.concatenate(out) if out else np.zeros((0, len(shifts), fingerprinter.DIM), np.float32)
 
 
@@ -478,7 +484,6 @@ def export(work, out_dir, params, splits, cat, fp_info, seed, n_queries, conditi
       path.with_suffix('.tmp').replace(path)
     with np.load(path) as f:
       arrays[name], arrays[f'{name}_tracks'] = f['rows'], f['track']
-      arrays[f'{name}_single'] = f['single']
   k_queries, k_eval = jax.random.split(jax.random.key(seed + 3))
   query_rirs_nl = augment.room_impulse_responses(jax.random.key(seed + 2), 2000)
   log(f'export: {n_queries} queries')
@@ -496,8 +501,8 @@ def export(work, out_dir, params, splits, cat, fp_info, seed, n_queries, conditi
   log('export: scoring')
   scores = evaluate(k_eval, query_qd, truth_q, arrays['reference'], arrays['reference_tracks'],
                     arrays['distractors'])
-  scores['single_window_rows'] = top1_rates(query_qd, truth_q, arrays['reference_single'],
-                                            arrays['reference_tracks'])
+  with np.load(cache / 'reference.npz') as f:  # Only R is scored with single-window rows.
+    scores['single_window_rows'] = top1_rates(query_qd, truth_q, f['single'], arrays['reference_tracks'])
   scores['by_offset'] = hit_rates_by_offset(query_qd, truth_q, off_grid_q, arrays['reference'],
                                             arrays['reference_tracks'])
   scores['by_condition'] = hit_rates_by_condition(jax.random.fold_in(k_queries, 1), params, audio,
