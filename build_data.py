@@ -59,9 +59,11 @@ def main(argv=None):
   parser.add_argument('--queries', default=2000, type=int, help='default: %(default)s')
   parser.add_argument('--music-packages', default=','.join(corpus.MUSIC_PACKAGES),
                       help='comma-separated Debian packages to take music from (default: %(default)s)')
-  parser.add_argument('--fp-packages', default=','.join(corpus.FINGERPRINTER_PACKAGES),
+  parser.add_argument('--fp-packages',
                       help='comma-separated packages whose music only trains the fingerprinter, on '
-                           'top of --fp-minutes; empty for none (default: %(default)s)')
+                           'top of --fp-minutes; empty for none. Fetched only to train: the shipped '
+                           "weights record their own training music (default with "
+                           f"--retrain-fingerprinter: {','.join(corpus.FINGERPRINTER_PACKAGES)})")
   parser.add_argument('--noise-packages', default=','.join(corpus.NOISE_PACKAGES),
                       help='comma-separated packages with background noise (default: %(default)s)')
   parser.add_argument('--retrain-fingerprinter', action='store_true',
@@ -78,6 +80,8 @@ def main(argv=None):
   from rfp.audio import build  # Imports JAX: after argparse, so --help stays instant.
   args.work_dir.mkdir(parents=True, exist_ok=True)
   packages = lambda arg: [p for p in arg.split(',') if p]
+  if args.fp_packages is None:
+    args.fp_packages = ','.join(corpus.FINGERPRINTER_PACKAGES) if args.retrain_fingerprinter else ''
   cat = build.catalog(args.work_dir, packages(args.music_packages), packages(args.noise_packages),
                       packages(args.fp_packages), log=log)
   splits = build.split(args.work_dir, cat, args.seed, args.fp_minutes * 60, args.reference_rows,
@@ -85,7 +89,7 @@ def main(argv=None):
   params, fp_info = build.train_fingerprinter(
       args.work_dir, splits, args.seed, args.fp_steps, args.fp_batch, args.fp_per_track,
       args.fp_lr, args.fp_init, args.retrain_fingerprinter, args.fp_mine_every, args.fp_widen,
-      args.fp_loss, log=log)
+      args.fp_loss, cat['licenses'], log=log)
   if (args.out_dir / 'metadata.json').exists():
     log(f'export: {args.out_dir}/metadata.json exists; delete it to rebuild {args.out_dir}/')
     return 0

@@ -1,6 +1,7 @@
 """The audio pipeline on synthetic audio: features, distortions, encoder, corpus, CLI."""
 
 import io
+import json
 import os
 import stat
 import zipfile
@@ -346,12 +347,13 @@ def test_deduplicate_drops_a_quieter_shifted_copy_and_keeps_other_tracks():
 
 
 def _split_of(work, tracks, seconds=60.0, rows=150):
-  """`build.split` of these (name, audio, fingerprinter_only) music tracks plus two noise files."""
-  (work / 'decoded').mkdir(parents=True)
+  """`build.split` of these (name, audio, fingerprinter_only) music tracks plus two noise files;
+  fingerprinter-only music comes from package 'fp-pkg', the rest from 'pkg'."""
+  (work / 'decoded').mkdir(parents=True, exist_ok=True)
   entries = []
   for name, x, only in tracks + [('noise0', _music(5.0, 90), False), ('noise1', _music(5.0, 91), False)]:
     np.save(work / 'decoded' / f'{name}.npy', x)
-    entries.append({'package': 'pkg', 'source': name, 'file': f'{name}.npy', 'fingerprinter_only': only,
+    entries.append({'package': 'fp-pkg' if only else 'pkg', 'source': name, 'file': f'{name}.npy', 'fingerprinter_only': only,
                     'kind': 'noise' if name.startswith('noise') else 'music', 'seconds': x.size / SAMPLE_RATE})
   return build.split(work, {'entries': entries}, seed=0, fp_seconds=seconds, n_reference_rows=rows,
                      n_flow_rows=rows, n_distractor_rows=10_000, log=lambda m: None)
@@ -367,8 +369,48 @@ def test_fingerprinter_only_music_joins_that_split_and_leaves_the_others_as_they
   for split in ('reference', 'flow_train', 'distractors', 'noise_train', 'noise_query'):
     assert names(after, split) == names(before, split) and names(before, split)
   assert names(after, 'fingerprinter') == names(before, 'fingerprinter') + ['extra0', 'extra1']
-  assert after['duplicates_dropped'] == ['pkg:copy_of_main3']
+  assert after['duplicates_dropped'] == ['fp-pkg:copy_of_main3']
   assert after['distinct_tracks'] == before['distinct_tracks'] + 2 == 10
+
+
+def test_splits_are_remade_for_another_catalog_and_read_back_for_the_same(tmp_path):
+  main = [(f'main{i}', _music(60.0, i), False) for i in range(8)]
+  first = _split_of(tmp_path, main)
+  written = (tmp_path / 'splits.json').stat().st_mtime_ns
+  assert _split_of(tmp_path, main) == first and (tmp_path / 'splits.json').stat().st_mtime_ns == written
+  more = _split_of(tmp_path, main + [('extra0', _music(60.0, 20), True)])
+  assert [e['source'] for e in more['splits']['fingerprinter']][-1] == 'extra0'
+  assert json.loads((tmp_path / 'splits.json').read_text()) == more
+
+
+def test_weights_record_their_music_so_a_rebuild_without_it_describes_it_the_same(tmp_path, monkeypatch):
+  monkeypatch.setattr(build, 'WEIGHTS', tmp_path / 'weights' / 'fingerprinter.npz')
+  main = [(f'track{i}', _music(12.0, i), False) for i in range(8)]
+  full = _split_of(tmp_path / 'full', main + [('extra0', _music(12.0, 20), True)], seconds=12.0, rows=40)
+  licenses = {'pkg': ['GPL-2+'], 'fp-pkg': ['CC-BY-3.0']}
+  init = tmp_path / 'init.npz'
+  fingerprinter.save_weights(init, fingerprinter.init_params(jax.random.key(0), _tiny_training_inputs()[1]))
+  params, info = build.train_fingerprinter(tmp_path / 'full', full, 0, steps=0, batch=4, init=init,
+                                           retrain=True, licenses=licenses, whiten_excerpts=64,
+                                           log=lambda m: None)
+  fp = full['splits']['fingerprinter']
+  assert info['trained_on'] == {**build.split_summary(fp), 'licenses': licenses}
+  assert info['trained_on']['files'][-1] == 'fp-pkg:extra0'
+  assert json.loads(build.WEIGHTS.with_suffix('.json').read_text()) == info
+  # The same main music without the fingerprinter-only package: R, G and D are the same.
+  lean = _split_of(tmp_path / 'lean', main, seconds=12.0, rows=40)
+  assert len(lean['splits']['fingerprinter']) == len(fp) - 1
+  export = lambda work, splits, cat, out: build.export(
+      work, out, params, splits, cat, info, seed=0, n_queries=20, condition_queries=10, log=lambda m: None)
+  meta = export(tmp_path / 'full', full, {'licenses': licenses}, tmp_path / 'a')
+  lean_meta = export(tmp_path / 'lean', lean, {'licenses': {'pkg': ['GPL-2+']}}, tmp_path / 'b')
+  assert meta['splits']['fingerprinter'] == {k: info['trained_on'][k] for k in ('tracks', 'minutes', 'files')}
+  assert meta['packages']['fp-pkg'] == {'licenses': ['CC-BY-3.0']} and 'trained_on' not in meta['fingerprinter']
+  for key in ('distinct_music_tracks', 'duplicates_dropped'):  # These describe the music fetched.
+    meta.pop(key), lean_meta.pop(key)
+  assert lean_meta == meta
+  for f in (tmp_path / 'a').glob('*.npy'):
+    assert f.read_bytes() == (tmp_path / 'b' / f.name).read_bytes(), f.name
 
 
 def test_export_writes_float16_rows_scores_them_and_reruns_to_the_same_files(tmp_path):

@@ -19,6 +19,10 @@ from rfp.audio.features import HOP, SAMPLE_RATE, SEGMENT
 
 WEIGHTS = pathlib.Path(__file__).parent / 'weights' / 'fingerprinter.npz'
 
+# Distorted excerpts the whitening is fit on: enough that the 128x128 scatter
+# is well estimated (its fit took ~2 minutes on 2 CPU cores).
+WHITEN_EXCERPTS = 100_000
+
 
 def _write_json(path, obj):
   tmp = path.with_suffix('.tmp')
@@ -107,8 +111,15 @@ def split(work, cat, seed, fp_seconds, n_reference_rows, n_flow_rows, n_distract
   fingerprinter split on top of its `fp_seconds`; the other splits do not depend on it.
   """
   out = work / 'splits.json'
+  # A catalog of other music or other split settings makes other splits.
+  inputs = hashlib.sha1(json.dumps([sorted((e['file'], e['kind'], e['fingerprinter_only'])
+                                           for e in cat['entries']),
+                                    seed, fp_seconds, n_reference_rows, n_flow_rows,
+                                    n_distractor_rows, max_reference_repetition]).encode()).hexdigest()
   if out.exists():
-    return json.loads(out.read_text())
+    cached = json.loads(out.read_text())
+    if cached.get('inputs') == inputs:
+      return cached
   music = [e for e in cat['entries'] if e['kind'] == 'music' and not e['fingerprinter_only']]
   extra = [e for e in cat['entries'] if e['kind'] == 'music' and e['fingerprinter_only']]
   everything = music + extra
@@ -147,11 +158,17 @@ def split(work, cat, seed, fp_seconds, n_reference_rows, n_flow_rows, n_distract
   noise = [noise[i] for i in rng.permutation(len(noise))]
   splits['noise_train'], splits['noise_query'] = noise[::2], noise[1::2]
   result = {'splits': splits, 'rows': filled, 'max_reference_repetition': max_reference_repetition,
-            'distinct_tracks': len(distinct), 'duplicates_dropped': sorted(dropped)}
+            'distinct_tracks': len(distinct), 'duplicates_dropped': sorted(dropped), 'inputs': inputs}
   for name, items in splits.items():
     log(f'split: {name}: {len(items)} files, {sum(e["seconds"] for e in items) / 60:.0f} min')
   _write_json(out, result)
   return result
+
+
+def split_summary(entries):
+  """A split as metadata.json lists it: tracks, minutes and each track's 'package:source'."""
+  return {'tracks': len(entries), 'minutes': round(sum(e['seconds'] for e in entries) / 60, 1),
+          'files': [f"{e['package']}:{e['source']}" for e in entries]}
 
 
 def concat_audio(work, entries):
@@ -178,14 +195,17 @@ def starting_point(init, widen, key):
 
 
 def train_fingerprinter(work, splits, seed, steps, batch, per_track=4, lr=5e-4, init=None,
-                        retrain=False, mine_every=0, widen=False, loss='nt-xent', log=print):
+                        retrain=False, mine_every=0, widen=False, loss='nt-xent', licenses=None,
+                        whiten_excerpts=WHITEN_EXCERPTS, log=print):
   """Trains (resumably) and writes the shipped weights; returns (params, info).
 
   Shipped weights are reused unless `retrain`, so a rebuild embeds with the same
-  fingerprinter that produced the shipped data. `init` (a weights file) makes
-  the run a fine-tune of those weights; `widen` makes every conv twice as wide
-  (`starting_point`); `loss` names one of `fingerprinter.LOSSES`.
-  Training ends with `fit_whitening`.
+  fingerprinter that produced the shipped data. Their info records the tracks
+  they were trained on and those tracks' `licenses` (package -> licences), so a
+  rebuild that reuses them need not fetch that music to describe it. `init` (a
+  weights file) makes the run a fine-tune of those weights; `widen` makes every
+  conv twice as wide (`starting_point`); `loss` names one of `fingerprinter.LOSSES`.
+  Training ends with `fit_whitening` on `whiten_excerpts` distorted excerpts.
   Checkpoints live in a folder named for the settings, so a run with other
   settings never resumes from them.
   """
@@ -210,7 +230,8 @@ def train_fingerprinter(work, splits, seed, steps, batch, per_track=4, lr=5e-4, 
   params, info = fingerprinter.train(
       jax.random.key(seed), audio, bounds, noise, rirs, ckpt_dir, steps, batch, per_track, lr=lr,
       init=start, model=model, mine_every=mine_every, loss=loss, log=log)
-  params = fit_whitening(jax.random.key(seed + 4), params, audio, bounds, noise, rirs, log=log)
+  params = fit_whitening(jax.random.key(seed + 4), params, audio, bounds, noise, rirs,
+                         whiten_excerpts, log=log)
   WEIGHTS.parent.mkdir(parents=True, exist_ok=True)
   fingerprinter.save_weights(WEIGHTS, params)
   if steps:
@@ -219,12 +240,19 @@ def train_fingerprinter(work, splits, seed, steps, batch, per_track=4, lr=5e-4, 
                 **({'widened': 'every conv twice as wide as the weights fine-tuned from' if init
                                else 'every conv twice as wide as the default encoder'}
                    if widen else {}))
+  fp_entries = splits['splits']['fingerprinter']
   info.update(params=fingerprinter.count_params(params), rir_seed=seed + 1,
-              whitening={'excerpts': WHITEN_EXCERPTS, 'reg': fingerprinter.WHITEN_REG,
-                         'fit_on': 'fingerprinter training tracks, training noise and rooms'})
+              whitening={'excerpts': whiten_excerpts, 'reg': fingerprinter.WHITEN_REG,
+                         'fit_on': 'fingerprinter training tracks, training noise and rooms'},
+              trained_on={**split_summary(fp_entries),
+                          'licenses': {p: (licenses or {}).get(p, [])
+                                       for p in sorted({e['package'] for e in fp_entries})}})
   init_info = pathlib.Path(init).with_suffix('.json') if init else None
   if init_info is not None and init_info.exists():
-    info['fine_tuned_from'] = json.loads(init_info.read_text())
+    before = json.loads(init_info.read_text())
+    if before.get('trained_on') == info['trained_on']:
+      del before['trained_on']  # Said once, at the top.
+    info['fine_tuned_from'] = before
   _write_json(info_path, info)
   return fingerprinter.load_weights(WEIGHTS), info
 
@@ -348,11 +376,6 @@ def make_queries(key, params, audio, bounds, noise, n_queries, query_rirs_nl,
     noisy_bs = distort(jax.random.fold_in(k_distort, i), context_bt, noise, query_rirs_nl)
     e_qd.append(embed_windows(params, np.asarray(noisy_bs), batch, normalise))
   return np.concatenate(e_qd), truth_q, off_grid_q
-
-
-# Distorted excerpts the whitening is fit on: enough that the 128x128 scatter
-# is well estimated (its fit took ~2 minutes on 2 CPU cores).
-WHITEN_EXCERPTS = 100_000
 
 
 def fit_whitening(key, params, audio, bounds, noise, rirs_nl, n_excerpts=WHITEN_EXCERPTS,
@@ -508,7 +531,13 @@ def export(work, out_dir, params, splits, cat, fp_info, seed, n_queries, conditi
   scores['by_condition'] = hit_rates_by_condition(jax.random.fold_in(k_queries, 1), params, audio,
                                                   bounds, noise, query_rirs_nl, arrays['reference'],
                                                   arrays['reference_tracks'], condition_queries)
-  packages = sorted({e['package'] for name in sp for e in sp[name]})
+  summaries = {name: split_summary(sp[name]) for name in sp}
+  licenses = dict(cat['licenses'])
+  trained_on = fp_info.get('trained_on')
+  if trained_on:  # The weights' own record: a build that reuses them need not fetch that music.
+    summaries['fingerprinter'] = {k: trained_on[k] for k in ('tracks', 'minutes', 'files')}
+    licenses.update(trained_on['licenses'])
+  packages = sorted({f.split(':', 1)[0] for summary in summaries.values() for f in summary['files']})
   encoder = fingerprinter.encoder_for(params)
   metadata = {
       'description': 'Real NAFP-style fingerprints of free-licensed Debian game soundtracks; '
@@ -518,12 +547,9 @@ def export(work, out_dir, params, splits, cat, fp_info, seed, n_queries, conditi
       'database_rows': {'shift_seconds': [s / SAMPLE_RATE for s in DATABASE_SHIFTS],
                         'rule': "mean of the window's fingerprints at these offsets, L2-normalised "
                                 '(reference, flow_train, distractors; queries are single windows)'},
-      'packages': {p: {'licenses': cat['licenses'].get(p, [])} for p in packages},
+      'packages': {p: {'licenses': licenses.get(p, [])} for p in packages},
       'rows': {name: int(array.shape[0]) for name, array in files.items()},
-      'splits': {name: {'tracks': len(sp[name]),
-                        'minutes': round(sum(e['seconds'] for e in sp[name]) / 60, 1),
-                        'files': [f"{e['package']}:{e['source']}" for e in sp[name]]}
-                 for name in sp},
+      'splits': summaries,
       'distinct_music_tracks': splits['distinct_tracks'],
       'reference_max_repetition': splits['max_reference_repetition'],
       'duplicates_dropped': splits['duplicates_dropped'],
@@ -536,7 +562,8 @@ def export(work, out_dir, params, splits, cat, fp_info, seed, n_queries, conditi
                   'each stage names its loss: nt-xent (SimCLR: every segment against every other; '
                   'stages that name none) or query-to-database (each copy against the clean segments)',
           'augmentations': augmentation_summary(),
-          'weights': 'rfp/audio/weights/fingerprinter.npz', **fp_info},
+          'weights': 'rfp/audio/weights/fingerprinter.npz',
+          **{k: v for k, v in fp_info.items() if k != 'trained_on'}},
       'queries': {'n': int(len(truth_q)), 'source': 'reference tracks, off-grid offsets',
                   'distortion': augmentation_summary(), 'noise': 'noise_query files (disjoint from training)',
                   'rir_seed': seed + 2, 'ground_truth': 'row in reference.npy of the nearest window'},
