@@ -260,7 +260,7 @@ def train_fingerprinter(work, splits, seed, steps, batch, per_track=4, lr=5e-4, 
 # A database row is the mean of its window's fingerprints at these offsets
 # (samples): every eighth of a second out to the quarter second a query can land
 # off the grid, so a midway excerpt finds its own audio in its row. Against R
-# (run F of docs/data.md, whitened for three offsets): 0 and ±0.125 s 71.5%, these five
+# (run F of docs/fingerprinter.md, whitened for three offsets): 0 and ±0.125 s 71.5%, these five
 # 72.2%, nine (every sixteenth) 72.4%; on the G validation slice 53.7% -> 54.7%.
 DATABASE_SHIFTS = (-SAMPLE_RATE // 4, -SAMPLE_RATE // 8, 0, SAMPLE_RATE // 8, SAMPLE_RATE // 4)
 

@@ -204,7 +204,7 @@ def query_to_database_xent(a_bd, p_bd, temperature):
   its next one (0.5 s later) are pushed apart only as far as their distorted
   copies need, so an excerpt midway between them stays near both rather than
   drifting to another moment of the track. For fine-tuning: from the stage-4
-  weights (docs/data.md), 400 steps raised HR@1 against R 1.2 points more
+  weights (docs/fingerprinter.md), 400 steps raised HR@1 against R 1.2 points more
   than as many `nt_xent` steps.
   """
   logits_bb = p_bd @ a_bd.T / temperature
