@@ -50,8 +50,8 @@ def main(argv=None):
                            'time per step on CPU): from scratch, or from the --fp-init weights '
                            'made twice as wide with the same function')
   parser.add_argument('--fp-minutes', default=150, type=int,
-                      help='music of --music-packages reserved for fingerprinter training '
-                           '(default: %(default)s)')
+                      help='music of --music-packages reserved for fingerprinter training; music '
+                           'left over once the other splits are full joins it (default: %(default)s)')
   parser.add_argument('--reference-rows', default=12000, type=int, help='default: %(default)s')
   parser.add_argument('--flow-rows', default=55000, type=int, help='default: %(default)s')
   parser.add_argument('--distractor-rows', default=75000, type=int,

@@ -346,7 +346,7 @@ def test_deduplicate_drops_a_quieter_shifted_copy_and_keeps_other_tracks():
   assert corpus.deduplicate(sigs, [x.size / SAMPLE_RATE for x in tracks]) == [0, 1]
 
 
-def _split_of(work, tracks, seconds=60.0, rows=150):
+def _split_of(work, tracks, seconds=60.0, rows=150, distractor_rows=10_000):
   """`build.split` of these (name, audio, fingerprinter_only) music tracks plus two noise files;
   fingerprinter-only music comes from package 'fp-pkg', the rest from 'pkg'."""
   (work / 'decoded').mkdir(parents=True, exist_ok=True)
@@ -356,7 +356,7 @@ def _split_of(work, tracks, seconds=60.0, rows=150):
     entries.append({'package': 'fp-pkg' if only else 'pkg', 'source': name, 'file': f'{name}.npy', 'fingerprinter_only': only,
                     'kind': 'noise' if name.startswith('noise') else 'music', 'seconds': x.size / SAMPLE_RATE})
   return build.split(work, {'entries': entries}, seed=0, fp_seconds=seconds, n_reference_rows=rows,
-                     n_flow_rows=rows, n_distractor_rows=10_000, log=lambda m: None)
+                     n_flow_rows=rows, n_distractor_rows=distractor_rows, log=lambda m: None)
 
 
 def test_fingerprinter_only_music_joins_that_split_and_leaves_the_others_as_they_were(tmp_path):
@@ -371,6 +371,18 @@ def test_fingerprinter_only_music_joins_that_split_and_leaves_the_others_as_they
   assert names(after, 'fingerprinter') == names(before, 'fingerprinter') + ['extra0', 'extra1']
   assert after['duplicates_dropped'] == ['fp-pkg:copy_of_main3']
   assert after['distinct_tracks'] == before['distinct_tracks'] + 2 == 10
+
+
+def test_music_left_over_once_the_distractors_are_full_trains_the_fingerprinter(tmp_path):
+  main = [(f'main{i}', _music(60.0, i), False) for i in range(8)]  # 119 rows each.
+  roomy = _split_of(tmp_path / 'roomy', main)
+  capped = _split_of(tmp_path / 'capped', main, distractor_rows=100)
+  names = lambda result, split: [e['source'] for e in result['splits'][split]]
+  for split in ('reference', 'flow_train', 'noise_train', 'noise_query'):
+    assert names(capped, split) == names(roomy, split)
+  assert len(names(roomy, 'distractors')) == 2
+  assert names(capped, 'distractors') == names(roomy, 'distractors')[:1]
+  assert names(capped, 'fingerprinter') == names(roomy, 'fingerprinter') + names(roomy, 'distractors')[1:]
 
 
 def test_splits_are_remade_for_another_catalog_and_read_back_for_the_same(tmp_path):

@@ -107,8 +107,9 @@ def split(work, cat, seed, fp_seconds, n_reference_rows, n_flow_rows, n_distract
 
   Reference tracks must be loop-free (at most `max_reference_repetition` of their
   windows recurring); a looped track passed over goes to the next split instead.
-  Fingerprinter-only music that is not a copy of a kept track joins the
-  fingerprinter split on top of its `fp_seconds`; the other splits do not depend on it.
+  Music left over once the other splits are full, then fingerprinter-only music
+  that is not a copy of a kept track, join the fingerprinter split on top of its
+  `fp_seconds`; the other splits do not depend on either.
   """
   out = work / 'splits.json'
   # A catalog of other music or other split settings makes other splits.
@@ -143,17 +144,20 @@ def split(work, cat, seed, fp_seconds, n_reference_rows, n_flow_rows, n_distract
              ('flow_train', n_flow_rows), ('distractors', n_distractor_rows)]
   splits = {name: [] for name, _ in targets}
   filled = dict.fromkeys(splits, 0)
+  leftover = []
   for e in order:
     # Fill each split in turn; rows from the fingerprinter split are seconds * 2.
     open_splits = [n for n, t in targets if filled[n] < t]
     if open_splits and open_splits[0] == 'reference' and track_repetition(work, e) > max_reference_repetition:
       open_splits = open_splits[1:]  # Looped tracks would make a query's true row ambiguous.
     if not open_splits:
+      leftover.append(e)
       continue
     splits[open_splits[0]].append(e)
     filled[open_splits[0]] += rows[e['file']]
-  splits['fingerprinter'] += [everything[i] for i in kept_extra]
-  filled['fingerprinter'] += sum(rows[everything[i]['file']] for i in kept_extra)
+  more = leftover + [everything[i] for i in kept_extra]
+  splits['fingerprinter'] += more
+  filled['fingerprinter'] += sum(rows[e['file']] for e in more)
   noise = [e for e in cat['entries'] if e['kind'] == 'noise']
   noise = [noise[i] for i in rng.permutation(len(noise))]
   splits['noise_train'], splits['noise_query'] = noise[::2], noise[1::2]
