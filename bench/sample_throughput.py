@@ -26,7 +26,7 @@ import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 import jax.numpy as jnp
 import numpy as np
 
-from rfp import cli, data, model as model_lib, sampling, sharding  # pylint: disable=wrong-import-position
+from rfp import cli, data, model as model_lib, sampling, shards, sharding  # pylint: disable=wrong-import-position
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -45,15 +45,17 @@ def variants(names, dtypes):
                                          [f'model.dtype={dtype!r}'])
 
 
-def seconds(fn, iters):
-  """Mean seconds per call over `iters` calls, dispatched back to back.
+def seconds(fn, iters, finish=np.asarray):
+  """Mean seconds per call over `iters` calls, `shards.LOOKAHEAD` of them in flight.
 
-  Results are fetched to the host in order while later calls still run, as
-  write_samples does.
+  `finish` takes each result in order while later calls run: the sampler's rows
+  are copied to the host, as write_samples does; a matmul's product is only
+  waited for, since copying it out would time the host link, not the matmul.
   """
+  calls = (fn() for _ in range(iters))
   start = time.perf_counter()
-  for out in [fn() for _ in range(iters)]:
-    np.asarray(out)
+  for out in shards.lookahead(calls, shards.LOOKAHEAD):
+    finish(out)
   return (time.perf_counter() - start) / iters
 
 
@@ -108,7 +110,7 @@ def measure(cfg, steps, batch, iters, repeats):
   sample_s, matmul_s = float('inf'), float('inf')
   for _ in range(repeats):
     sample_s = min(sample_s, seconds(sample, iters))
-    matmul_s = min(matmul_s, seconds(matmul, 8 * iters))
+    matmul_s = min(matmul_s, seconds(matmul, 8 * iters, jax.block_until_ready))
   return batch / sample_s, flops / matmul_s
 
 

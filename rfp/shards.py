@@ -36,6 +36,9 @@ MATMUL_DTYPES = ('float32', 'bfloat16')
 CHECKPOINTS = ('best', 'latest')
 MANIFEST = 'manifest.json'
 FORMAT = 'rfp-samples/1'
+# Sampler calls in flight while the host copies one out: enough to keep the
+# device busy, few enough that their outputs fit in its memory.
+LOOKAHEAD = 2
 
 # Manifest fields that decide the rows' values: a folder holding any other
 # value for one of them cannot be resumed or extended by this run.
@@ -175,7 +178,7 @@ def _size(nbytes):
   return f'{nbytes:.1f} {unit}'
 
 
-def _lookahead(items, depth):
+def lookahead(items, depth):
   """Yields `items` in order, pulling `depth` ahead so device work overlaps host work."""
   queue = collections.deque()
   for item in items:
@@ -279,7 +282,7 @@ def _sample_shards(out, todo, rows, manifest, model, params, stats, done_rows, t
 
   bar = tqdm(total=total_rows, initial=done_rows, unit='row', unit_scale=True, desc='sample',
              dynamic_ncols=True, mininterval=1.0, disable=not progress)
-  for i, start, x_bd in _lookahead(dispatched(), depth=2):
+  for i, start, x_bd in lookahead(dispatched(), depth=LOOKAHEAD):
     if start == 0:
       tmp = _tmp_path(shard_path(out, i))
       shard_file = np.lib.format.open_memmap(tmp, mode='w+', dtype=dtype, shape=(rows[i], dim))

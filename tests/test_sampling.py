@@ -54,6 +54,21 @@ def test_noise_differs_between_shards_and_seeds():
   assert not np.allclose(a, sampling.block_noise(0, 0, 1, 16))
 
 
+def test_lookahead_keeps_order_and_at_most_depth_calls_in_flight():
+  pulled = []
+
+  def calls():
+    for i in range(6):
+      pulled.append(i)
+      yield i
+
+  taken = []
+  for x in shards.lookahead(calls(), depth=2):
+    assert len(pulled) - len(taken) <= 3  # This one and two ahead: device memory stays bounded.
+    taken.append(x)
+  assert taken == list(range(6)) and pulled == taken
+
+
 def test_shards_do_not_depend_on_devices_or_batch_size(trained_run, tmp_path):
   workdir, _, _ = trained_run
   runs = {}
