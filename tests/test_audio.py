@@ -3,6 +3,7 @@
 import io
 import json
 import os
+import shutil
 import stat
 import zipfile
 
@@ -318,6 +319,28 @@ def test_load_decodes_and_resamples_wav_and_ogg():
     np.testing.assert_allclose(np.sqrt(np.mean(y**2)), np.sqrt(np.mean(x**2)), rtol=0.1)
 
 
+def _tracker_module(rows=64):
+  """A 4-channel ProTracker module: one pattern of `rows` rows whose first channel
+  plays a square-wave sample at C-3 on every fourth row (7.68 s at speed 6, 125 BPM)."""
+  sample = np.tile(np.r_[np.full(16, 60), np.full(16, -60)].astype(np.int8), 64)
+  header = b'test module'.ljust(20, b'\0')
+  header += b'square'.ljust(22, b'\0') + (sample.size // 2).to_bytes(2, 'big') + bytes([0, 64])
+  header += (0).to_bytes(2, 'big') + (sample.size // 2).to_bytes(2, 'big')  # Loops.
+  header += (b'\0' * 22 + bytes([0, 0, 0, 0]) + bytes([0, 0, 0, 1])) * 30
+  header += bytes([1, 127]) + bytes(128) + b'M.K.'
+  pattern = bytearray(rows * 4 * 4)
+  for row in range(0, rows, 4):
+    pattern[row * 16:row * 16 + 4] = bytes([0x01, 0xAC, 0x10, 0x00])  # Sample 1, period 428.
+  return header + bytes(pattern) + sample.tobytes()
+
+
+@pytest.mark.skipif(not shutil.which('ffmpeg'), reason='tracker modules decode through ffmpeg')
+def test_load_renders_tracker_modules():
+  y = corpus.load(_tracker_module(), 'pkg:music/song.mod')
+  assert y is not None and 7.6 < y.size / SAMPLE_RATE < 8.0  # 7.68 s and a release tail.
+  assert np.sqrt(np.mean(y**2)) > 100 * corpus.SILENCE_RMS
+
+
 def test_silent_and_unreadable_files_are_skipped_with_a_warning_naming_them():
   with pytest.warns(UserWarning, match='silent.*quiet.wav'):
     assert corpus.load(_wav_bytes(np.zeros(SAMPLE_RATE, np.float32)), 'quiet.wav') is None
@@ -333,8 +356,10 @@ def test_find_sources_looks_inside_archives_and_filters_by_path(tmp_path):
   with zipfile.ZipFile(tmp_path / 'usr/data.pk3', 'w') as z:
     z.writestr('music/b.wav', _wav_bytes(_music(1.0)))
     z.writestr('textures/c.png', b'')
+  (tmp_path / 'usr/music/tune.XM').write_bytes(b'')
+  (tmp_path / 'usr/music/notes.mid').write_bytes(b'')
   sources = corpus.find_sources(tmp_path, 'pkg', 'music')
-  assert [s.name for s in sources] == ['usr/data.pk3!music/b.wav', 'usr/music/a.ogg']
+  assert [s.name for s in sources] == ['usr/data.pk3!music/b.wav', 'usr/music/a.ogg', 'usr/music/tune.XM']
   assert corpus.read_bytes(tmp_path, sources[0]) == _wav_bytes(_music(1.0))
 
 

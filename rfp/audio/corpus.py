@@ -11,6 +11,7 @@ import pathlib
 import re
 import shutil
 import subprocess
+import tempfile
 import warnings
 import zipfile
 
@@ -26,18 +27,32 @@ MUSIC_PACKAGES = (
     'hedgewars-data', 'supertux-data', 'naev-data', 'widelands-data', '0ad-data',
 )
 # More music for fingerprinter training only: R, G and D stay as the packages above
-# split them, while the encoder hears 2.7 times as much music (reference notes, Sec. 5).
+# split them, while the encoder hears more music (reference notes, Sec. 5): Ogg
+# soundtracks, then tracker modules (.xm, .it, .mod, .s3m), which ffmpeg renders
+# through libopenmpt.
 FINGERPRINTER_PACKAGES = (
     'supertuxkart-data', 'freedroidrpg-data', 'flare-game', 'megaglest-data', 'openclonk-data',
     'zaz-data', 'fretsonfire-songs-muldjord', 'fretsonfire-songs-sectoid', 'frozen-bubble-data',
     'xmoto-data', 'extremetuxracer-data', 'lincity-ng-data', 'powermanga-data', 'scorched3d-data',
+    'marsshooter-data', 'pushover-data', 'starfighter-data', 'warmux-data', 'wizznic-data',
+    'fillets-ng-data', 'davegnukem-data', 'hyperrogue-music', 'enigma-data', 'asc-music',
+    'wordwarvi-sound', 'lordsawar-data', 'adonthell-data', 'noiz2sa-data',
+    'ironseed-data', 'tecnoballz-data', 'pekka-kana-2-data', 'rafkill-data', 'pachi-data',
+    'biniax2-data', 'open-invaders-data', 'bomberclone-data', 'madbomber-data', 'penguin-command',
+    'gl-117-data', 'circuslinux-data', 'njam-data', 'tomatoes-data', 'criticalmass-data', 'gltron',
+    'monsterz-data', 'dodgindiamond2', 'solarwolf', 'ballz-data', 'ceferino-data', 'cuyo-data',
+    'pingus-data', 'ri-li-data', 'tuxtype-data',
 )
 NOISE_PACKAGES = ('0ad-data', 'asterisk-core-sounds-en-wav')
 # Game packages also ship sound effects; music lives under paths like these.
 MUSIC_PATTERN = (r'music|cdtracks|drascula/audio/track|fretsonfire/data/songs/.*/song\.ogg'
-                 r'|games/zaz/mus\d|frozen-bubble/snd/[\w-]*zik')
+                 r'|games/zaz/mus\d|frozen-bubble/snd/[\w-]*zik|marsshooter/audio/|pushover/themes/'
+                 r'|wordwarvi/sounds/|wastesedge/audio/|noiz2sa/sounds/stg|ironseed/sound/'
+                 r'|rafkill/data/|open-invaders/|penguin-command/sound/|njam/data/|criticalmass/'
+                 r'|dodgindiamond2/|ballz/|cuyo/sounds/|ri-li/sounds/|tuxtype/sounds/game')
 NOISE_PATTERN = r'audio/ambient/(weather|dayscape|water|building)|asterisk/sounds/'
-AUDIO_SUFFIXES = ('.ogg', '.opus', '.mp3', '.flac', '.wav')
+MODULE_SUFFIXES = ('.xm', '.it', '.mod', '.s3m', '.stm')  # Tracker music: notes and samples.
+AUDIO_SUFFIXES = ('.ogg', '.opus', '.mp3', '.flac', '.wav') + MODULE_SUFFIXES
 ARCHIVE_SUFFIXES = ('.pk3', '.zip')
 MIN_MUSIC_SECONDS = 30.0      # Shorter files are jingles and stingers, not tracks.
 SILENCE_RMS = 1e-4            # About -80 dBFS.
@@ -162,19 +177,29 @@ def read_bytes(root, source):
   return path.read_bytes()
 
 
-def decode(data, sr=SAMPLE_RATE):
+def _ffmpeg_decode(source, data, sr):
+  result = subprocess.run(
+      ['ffmpeg', '-v', 'error', '-nostdin', '-i', source, '-ac', '1', '-ar', str(sr),
+       '-f', 'f32le', 'pipe:1'], input=data, capture_output=True)
+  if result.returncode != 0:
+    raise ValueError(result.stderr.decode(errors='replace').strip().splitlines()[-1:] or 'ffmpeg failed')
+  return np.frombuffer(result.stdout, np.float32).copy()
+
+
+def decode(data, sr=SAMPLE_RATE, suffix=''):
   """Encoded audio bytes -> mono float32 at `sr`. Raises ValueError if unreadable.
 
-  ffmpeg reads every format the packages use (Opus and MP3 included); without
-  it, soundfile covers WAV/FLAC/Vorbis, which is what the tests write.
+  ffmpeg reads every format the packages use (Opus, MP3 and, through libopenmpt,
+  tracker modules included); without it, soundfile covers WAV/FLAC/Vorbis, which
+  is what the tests write. `suffix` is the file's, e.g. '.xm'.
   """
   if shutil.which('ffmpeg'):
-    result = subprocess.run(
-        ['ffmpeg', '-v', 'error', '-nostdin', '-i', 'pipe:0', '-ac', '1', '-ar', str(sr),
-         '-f', 'f32le', 'pipe:1'], input=data, capture_output=True)
-    if result.returncode != 0:
-      raise ValueError(result.stderr.decode(errors='replace').strip().splitlines()[-1:] or 'ffmpeg failed')
-    return np.frombuffer(result.stdout, np.float32).copy()
+    if suffix not in MODULE_SUFFIXES:
+      return _ffmpeg_decode('pipe:0', data, sr)
+    with tempfile.NamedTemporaryFile(suffix=suffix) as f:  # libopenmpt needs a seekable file.
+      f.write(data)
+      f.flush()
+      return _ffmpeg_decode(f.name, None, sr)
   import soundfile
   import scipy.signal
   try:
@@ -189,7 +214,7 @@ def decode(data, sr=SAMPLE_RATE):
 def load(data, name, min_seconds=0.0, sr=SAMPLE_RATE):
   """Decoded audio, or None with a warning naming `name` if unreadable, silent or short."""
   try:
-    x = decode(data, sr)
+    x = decode(data, sr, pathlib.PurePath(name).suffix.lower())
   except ValueError as e:
     warnings.warn(f'skipping unreadable audio file {name}: {e}')
     return None
