@@ -319,8 +319,8 @@ def test_load_decodes_and_resamples_wav_and_ogg():
     np.testing.assert_allclose(np.sqrt(np.mean(y**2)), np.sqrt(np.mean(x**2)), rtol=0.1)
 
 
-def _tracker_module(rows=64):
-  """A 4-channel ProTracker module: one pattern of `rows` rows whose first channel
+def _tracker_module():
+  """A 4-channel ProTracker module: one pattern of 64 rows whose first channel
   plays a square-wave sample at C-3 on every fourth row (7.68 s at speed 6, 125 BPM)."""
   sample = np.tile(np.r_[np.full(16, 60), np.full(16, -60)].astype(np.int8), 64)
   header = b'test module'.ljust(20, b'\0')
@@ -328,8 +328,8 @@ def _tracker_module(rows=64):
   header += (0).to_bytes(2, 'big') + (sample.size // 2).to_bytes(2, 'big')  # Loops.
   header += (b'\0' * 22 + bytes([0, 0, 0, 0]) + bytes([0, 0, 0, 1])) * 30
   header += bytes([1, 127]) + bytes(128) + b'M.K.'
-  pattern = bytearray(rows * 4 * 4)
-  for row in range(0, rows, 4):
+  pattern = bytearray(64 * 4 * 4)  # [row, channel, 4 bytes]
+  for row in range(0, 64, 4):
     pattern[row * 16:row * 16 + 4] = bytes([0x01, 0xAC, 0x10, 0x00])  # Sample 1, period 428.
   return header + bytes(pattern) + sample.tobytes()
 

@@ -28,7 +28,7 @@ MUSIC_PACKAGES = (
 )
 # More music for fingerprinter training only: R, G and D stay as the packages above
 # split them, while the encoder hears more music (reference notes, Sec. 5): Ogg
-# soundtracks, then tracker modules (.xm, .it, .mod, .s3m), which ffmpeg renders
+# soundtracks, then tracker modules (`MODULE_SUFFIXES`), which ffmpeg renders
 # through libopenmpt.
 FINGERPRINTER_PACKAGES = (
     'supertuxkart-data', 'freedroidrpg-data', 'flare-game', 'megaglest-data', 'openclonk-data',
