@@ -511,17 +511,37 @@ def test_copyright_licenses_follow_dep5_stanzas_and_free_form_wording(tmp_path):
   assert corpus.copyright_licenses(tmp_path, 'pkg', [code]) == ['CC-BY-3.0', 'CC0-1.0', 'Expat']
 
 
+def _fake_commands(tmp_path, **scripts):
+  """A folder of shell scripts named for the commands they stand in for."""
+  bin_dir = tmp_path / 'bin'
+  bin_dir.mkdir()
+  for name, body in scripts.items():
+    fake = bin_dir / name
+    fake.write_text(f'#!/bin/sh\n{body}\n')
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+  return bin_dir
+
+
 def test_missing_package_is_one_line_and_nonzero(tmp_path, monkeypatch, capsys):
-  fake = tmp_path / 'bin' / 'apt-get'
-  fake.parent.mkdir()
-  fake.write_text('#!/bin/sh\necho "E: Unable to locate package $2" >&2\nexit 100\n')
-  fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
-  monkeypatch.setenv('PATH', f'{fake.parent}{os.pathsep}{os.environ["PATH"]}')
+  bin_dir = _fake_commands(tmp_path, ffmpeg='exit 1',
+                           **{'apt-get': 'echo "E: Unable to locate package $2" >&2\nexit 100'})
+  monkeypatch.setenv('PATH', f'{bin_dir}{os.pathsep}{os.environ["PATH"]}')
   with pytest.raises(SystemExit) as exit_info:
     build_data.main(['--work-dir', str(tmp_path / 'w'), '--music-packages', 'no-such-pkg'])
   err = capsys.readouterr().err
   assert exit_info.value.code == 2
   assert err.count('\n') == 1 and 'Unable to locate package no-such-pkg' in err and 'hint' in err
+
+
+def test_missing_ffmpeg_is_one_line_before_any_download(tmp_path, monkeypatch, capsys):
+  bin_dir = _fake_commands(tmp_path, **{'apt-get': 'touch "$2"_1.0_all.deb'})
+  monkeypatch.setenv('PATH', str(bin_dir))  # No ffmpeg on it.
+  with pytest.raises(SystemExit) as exit_info:
+    build_data.main(['--work-dir', str(tmp_path / 'w'), '--music-packages', 'pkg'])
+  err = capsys.readouterr().err
+  assert exit_info.value.code == 2
+  assert err.count('\n') == 1 and 'ffmpeg: not found' in err and 'apt-get install -y ffmpeg' in err
+  assert not (tmp_path / 'w' / 'debs').exists()
 
 
 @pytest.mark.parametrize('flags, message', [

@@ -60,6 +60,7 @@ def catalog(work, music_packages=corpus.MUSIC_PACKAGES, noise_packages=corpus.NO
     cached = json.loads(out.read_text())
     if all(cached.get(k) == v for k, v in wanted.items()):
       return cached
+  corpus.require_ffmpeg()
   cache = work / 'decoded'
   cache.mkdir(parents=True, exist_ok=True)
   entries, licenses = [], {}

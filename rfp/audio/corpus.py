@@ -186,6 +186,15 @@ def _ffmpeg_decode(source, data, sr):
   return np.frombuffer(result.stdout, np.float32).copy()
 
 
+def require_ffmpeg():
+  """Raises InputError unless ffmpeg is on PATH. The packages' music needs it
+  (Opus, MP3, tracker modules), and decoding every file with the one decoder
+  keeps a rebuild byte for byte the same."""
+  if not shutil.which('ffmpeg'):
+    raise InputError('ffmpeg: not found on PATH; the music of the packages decodes with it '
+                     '(hint: apt-get install -y ffmpeg, then run again)')
+
+
 def decode(data, sr=SAMPLE_RATE, suffix=''):
   """Encoded audio bytes -> mono float32 at `sr`. Raises ValueError if unreadable.
 
