@@ -12,9 +12,7 @@ import sys
 # faiss-gpu shares the GPU with JAX (when sampling): don't let JAX take 75% of it.
 os.environ.setdefault('XLA_PYTHON_CLIENT_PREALLOCATE', 'false')
 
-import ml_collections  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-from rfp import checkpoint, cli  # pylint: disable=g-import-not-at-top,wrong-import-position
+from rfp import cli, files, sample_folder  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 _RUN_CONFIG = 'WORKDIR/config.json'
 
@@ -35,20 +33,21 @@ def main(argv=None):
   parser.add_argument('--quiet', action='store_true', help='no progress bars')
   rest, overrides = cli.split_overrides(sys.argv[1:] if argv is None else argv)
   args = parser.parse_args(rest)
-  workdir = pathlib.Path(args.workdir) if args.workdir else checkpoint.latest_run('runs')
-  from rfp import evaluation, report  # Heavy imports only once the arguments are valid.
-  if args.config == _RUN_CONFIG:
-    config = ml_collections.ConfigDict(checkpoint.read_config(workdir))
-    config.lock()
-    source = workdir / 'config.json'
-  else:
-    config, source = cli.load_config(args.config), args.config
-  for item in overrides:
-    cli.apply_override(config, item, source=source)
-  results, maps = evaluation.evaluate(config, workdir, nafp=args.nafp, progress=not args.quiet)
+  workdir = pathlib.Path(args.workdir) if args.workdir else files.latest_run('runs')
+  run = files.read_config(workdir)
+  config = cli.run_config(run, None if args.config == _RUN_CONFIG else args.config, overrides,
+                          source=workdir / 'config.json')
+  from rfp import report  # pylint: disable=g-import-not-at-top  (matplotlib, once args are valid)
+  from rfp.evaluation import results  # pylint: disable=g-import-not-at-top  (faiss)
+  plan = results.plan(config, run, nafp=args.nafp)
+  synthetic, info = sample_folder.synthetic_rows(
+      config.eval, config.sample, workdir, plan.inputs.reference.dim, plan.synthetic_rows,
+      plan.synthetic_minimum, progress=not args.quiet)
+  figures, maps = results.evaluate_run(config, run, workdir, plan, synthetic, info,
+                                       progress=not args.quiet)
   out = pathlib.Path(args.out) if args.out else workdir / 'eval'
-  paths = report.write(out, results, maps)
-  t = results['table3']
+  paths = report.write(out, figures, maps)
+  t = figures['table3']
   if 'size_lo' in t:
     print(f'HR@1 {100 * t["hr1_lo"]:.2f}% at {t["size_lo"]:,} and {100 * t["hr1_hi"]:.2f}% at '
           f'{t["size_hi"]:,} synthetic distractors')

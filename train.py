@@ -20,9 +20,9 @@ def main(argv=None):
   parser.add_argument('--stop-after', type=int, default=None, metavar='STEPS',
                       help='stop at this global step with a checkpoint (resume later)')
   args, config = cli.parse(parser, argv)
-  from rfp import train  # Heavy imports only once the arguments are valid.
+  from rfp import training  # Heavy imports only once the arguments are valid.
   workdir = pathlib.Path(args.workdir or pathlib.Path('runs') / config.name)
-  result = train.train_and_evaluate(config, workdir, stop_after=args.stop_after)
+  result = training.train_and_evaluate(config, workdir, stop_after=args.stop_after)
   if result.get('best_fd') is not None:
     print(f'{workdir}: step {result["step"]}/{result["total_steps"]}, best val FD '
           f'{result["best_fd"]:.3e} at epoch {result["best_epoch"]}')

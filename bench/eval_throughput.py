@@ -4,7 +4,7 @@
   python bench/eval_throughput.py --distractors 10000000 --queries 500 --json out.json
 
 Random unit vectors stand in for fingerprints: distractors are written once to
-SCRATCH as float16 shards in the rfp.shards layout (reused on the next run) and
+SCRATCH as float16 shards in the rfp.sample_folder layout (reused on the next run) and
 read back the way evaluate.py reads synthetic rows. The database (references +
 distractors) is streamed into the same IVF-PQ index evaluate.py builds, then
 all queries are searched with
@@ -37,7 +37,8 @@ import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
-from rfp import evaluation, retrieval, shards  # pylint: disable=wrong-import-position
+from rfp import retrieval, rows as rows_lib, sample_folder  # pylint: disable=wrong-import-position
+from rfp.evaluation import hardness  # pylint: disable=wrong-import-position
 
 SHARD_ROWS = 1 << 20
 BLOCK_ROWS = 1 << 16  # Rows generated at a time: writing stays out of the memory peak.
@@ -62,7 +63,7 @@ def write_distractors(folder, n, dim, seed):
 
   def write(i):
     rng = np.random.default_rng([seed, i])
-    with open(shards.shard_path(folder, i), 'wb') as f:
+    with open(sample_folder.shard_path(folder, i), 'wb') as f:
       np.lib.format.write_array_header_1_0(f, {'descr': np.lib.format.dtype_to_descr(
           np.dtype(np.float16)), 'fortran_order': False, 'shape': (rows[i], dim)})
       for start in range(0, rows[i], BLOCK_ROWS):
@@ -109,19 +110,19 @@ def main():
 
   folder = pathlib.Path(args.scratch) / f'distractors-{args.distractors}-{args.dim}'
   t_write = write_distractors(folder, args.distractors, args.dim, args.seed)
-  distractors = retrieval.Stack([evaluation.shard_rows(a)
-                                 for a in shards.open_samples(folder)])
+  distractors = rows_lib.Stack([sample_folder.shard_rows(a)
+                                 for a in sample_folder.open_samples(folder)])
   rng = np.random.default_rng([args.seed, 1])
   refs = _unit(rng, args.references, args.dim)
   gt = rng.choice(args.references, args.queries, replace=False)
   q = _unit(rng, args.queries, args.dim) * 0.5 + refs[gt]
   q /= np.linalg.norm(q, axis=1, keepdims=True)
-  db = retrieval.Stack([retrieval.ArrayRows(refs), distractors])
+  db = rows_lib.Stack([rows_lib.ArrayRows(refs), distractors])
   spec = retrieval.IndexSpec(args.nlist, args.nprobe, args.code_bytes, args.bits, args.k,
                              args.train_rows)
   rss_before = _rss_gb()
 
-  best = evaluation.BestScores(q)
+  best = hardness.BestScores(q)
   first_chunk_done, hardness_s = None, 0.0
 
   def on_chunk(start, x):

@@ -26,7 +26,7 @@ import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 import jax.numpy as jnp
 import numpy as np
 
-from rfp import cli, data, model as model_lib, sampling, shards, sharding  # pylint: disable=wrong-import-position
+from rfp import cli, data, model as model_lib, sampling, sharding  # pylint: disable=wrong-import-position
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -46,7 +46,7 @@ def variants(names, dtypes):
 
 
 def seconds(fn, iters, finish=np.asarray):
-  """Mean seconds per call over `iters` calls, `shards.LOOKAHEAD` of them in flight.
+  """Mean seconds per call over `iters` calls, `sampling.LOOKAHEAD` of them in flight.
 
   `finish` takes each result in order while later calls run: the sampler's rows
   are copied to the host, as write_samples does; a matmul's product is only
@@ -54,7 +54,7 @@ def seconds(fn, iters, finish=np.asarray):
   """
   calls = (fn() for _ in range(iters))
   start = time.perf_counter()
-  for out in shards.lookahead(calls, shards.LOOKAHEAD):
+  for out in sampling.lookahead(calls, sampling.LOOKAHEAD):
     finish(out)
   return (time.perf_counter() - start) / iters
 

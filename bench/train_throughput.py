@@ -1,7 +1,7 @@
 """Training throughput: steps/s and achieved FLOP/s against a plain matmul.
 
 For each model config and matmul dtype, times the jitted training step (the
-same `rfp.train.train_step` that train.py runs, sharded over all devices) and,
+same `rfp.training.train_step` that train.py runs, sharded over all devices) and,
 in the same run, a plain `[batch, width] @ [width, hidden]` matmul in the same
 dtype: the largest matmul of the network, i.e. the rate the hardware gives this
 workload's shapes. Prints one table; paste it into bench/RESULTS.md.
@@ -21,17 +21,17 @@ import jax.numpy as jnp
 import numpy as np
 
 from bench import sample_throughput  # pylint: disable=wrong-import-position
-from rfp import model as model_lib, sharding, train  # pylint: disable=wrong-import-position
+from rfp import model as model_lib, sharding, training  # pylint: disable=wrong-import-position
 
 
 def train_steps_per_s(cfg, batch, iters):
   mesh = sharding.data_mesh()
   net = model_lib.from_config(cfg.model)
-  optimizer, _ = train.make_optimizer(cfg.train, total_steps=1000)
+  optimizer, _ = training.make_optimizer(cfg.train, total_steps=1000)
   state = sharding.put_replicated(
-      train.init_state(net, optimizer, jax.random.key(0), cfg.model.dim), mesh)
+      training.init_state(net, optimizer, jax.random.key(0), cfg.model.dim), mesh)
   x = sharding.put_batch(np.random.default_rng(0).normal(size=(batch, cfg.model.dim)), mesh)
-  step = jax.jit(lambda s, x, k: train.train_step(net, optimizer, s, x, k))
+  step = jax.jit(lambda s, x, k: training.train_step(net, optimizer, s, x, k))
   key = jax.random.key(1)
   step(state, x, key)[1]['loss'].block_until_ready()  # Compile outside the timing.
   return 1.0 / sample_throughput.seconds(lambda: step(state, x, key)[1]['loss'], iters)

@@ -42,8 +42,17 @@ def get_config():
       log_every=50, checkpoint_every=2_000,
   ))
 
+  # Sampling (sample.py, and evaluate.py when it samples its own rows).
   c.sample = ml_collections.ConfigDict(dict(
-      steps=32, solver='euler', batch_size=4096,
+      n=config_dict.placeholder(int),  # Rows in all; sample.py --n.
+      shards=1,  # .npy files; rows are split evenly (sample.py --shards).
+      seed=0,  # With the shard index it fixes every row.
+      steps=32, solver='euler',  # 'euler', 'heun' or 'midpoint' (two evaluations per step).
+      batch_size=4096,  # Rows per sampler call; only speed and memory depend on it.
+      dtype='float16',  # On disk: 'float16' or 'float32'.
+      sphere=False,  # Project rows onto the unit sphere after de-normalising.
+      checkpoint='best',  # 'best' (selected by validation) or 'latest'.
+      matmul_dtype=config_dict.placeholder(str),  # Override model.dtype while sampling.
   ))
 
   c.eval = ml_collections.ConfigDict(dict(

@@ -1,20 +1,18 @@
-"""A training run's folder: its config, normalisation stats, checkpoints, log.
+"""A run's checkpoints (orbax): the training state, saved and restored.
 
-    WORKDIR/config.json      the config the run was trained with
-    WORKDIR/stats.json       normalisation statistics and a summary of the data
-    WORKDIR/ckpt/latest/N/   orbax checkpoint of the newest step (for resuming)
-    WORKDIR/ckpt/best/N/     orbax checkpoint with the lowest validation FD
-    WORKDIR/metrics.jsonl    one JSON record per epoch
+    WORKDIR/ckpt/latest/N/   the newest step (for resuming)
+    WORKDIR/ckpt/best/N/     the selected model (see `rfp.train`)
+
+The run's other files (config.json, stats.json, metrics.jsonl) are `rfp.files`.
 """
 
-import json
 import pathlib
 
 import jax
 import ml_collections
 import orbax.checkpoint as ocp
 
-from rfp import data
+from rfp import files
 from rfp.errors import InputError
 
 
@@ -56,32 +54,6 @@ def restore(manager, abstract_state=None):
   return restored['state'], restored['meta']
 
 
-def write_json(path, obj):
-  """Writes JSON atomically: a reader never sees half a file."""
-  path = pathlib.Path(path)
-  tmp = path.with_name(path.name + '.tmp')
-  tmp.write_text(json.dumps(obj, indent=2) + '\n')
-  tmp.replace(path)
-
-
-def read_json(path):
-  return json.loads(pathlib.Path(path).read_text())
-
-
-def _run_file(workdir, name):
-  workdir = pathlib.Path(workdir)
-  if not workdir.is_dir():
-    raise InputError(f'{workdir}: run folder not found')
-  if not (workdir / name).is_file():
-    raise InputError(f'{workdir}: no {name}; is this a folder written by train.py?')
-  return workdir / name
-
-
-def read_config(workdir):
-  """The config dict a run was trained with (its config.json)."""
-  return read_json(_run_file(workdir, 'config.json'))
-
-
 def load_run(workdir, which='best'):
   """Everything needed to sample from a trained run.
 
@@ -89,20 +61,10 @@ def load_run(workdir, which='best'):
   `step` and, for `best` checkpoints, its epoch and validation FD.
   """
   workdir = pathlib.Path(workdir)
-  config = ml_collections.ConfigDict(read_config(workdir))
-  stats = data.Stats.from_json(read_json(_run_file(workdir, 'stats.json')))
+  config = ml_collections.ConfigDict(files.read_config(workdir))
+  stats = files.read_stats(workdir)
   manager = _manager(workdir, which)
   if manager.latest_step() is None:
     raise InputError(f'{workdir}: no {which} checkpoint in ckpt/{which}; train first')
   state, meta = restore(manager)
   return config, state['params'], stats, {**meta, 'step': int(state['step'])}
-
-
-def latest_run(root='runs'):
-  """The run under `root` whose newest checkpoint is most recent."""
-  root = pathlib.Path(root)
-  runs = [p.parent.parent for p in root.glob('*/ckpt/best')] if root.is_dir() else []
-  if not runs:
-    raise InputError(f'{root}: no trained runs found; train one with train.py or pass --workdir')
-  return max(runs, key=lambda p: (p / 'metrics.jsonl').stat().st_mtime
-             if (p / 'metrics.jsonl').exists() else 0.0)

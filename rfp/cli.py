@@ -40,6 +40,36 @@ def load_config(path, overrides=()):
   return config
 
 
+BASE_CONFIG = pathlib.Path(__file__).resolve().parent.parent / 'configs' / 'base.py'
+
+
+def _fill(config, defaults):
+  """Adds the fields of `defaults` that `config` lacks (recursively)."""
+  for key, value in defaults.items():
+    if key not in config:
+      config[key] = value
+    elif isinstance(value, ml_collections.ConfigDict) and isinstance(
+        config[key], ml_collections.ConfigDict):
+      _fill(config[key], value)
+
+
+def run_config(run, path=None, overrides=(), source='config.json'):
+  """The config of a command on a trained run, with the overrides applied.
+
+  `run` is the run's config dict (its config.json). With `path`, the config
+  comes from that file instead. Fields the run's file lacks (it may predate
+  them) take the defaults of configs/base.py.
+  """
+  if path is not None:
+    return load_config(path, overrides)
+  config = ml_collections.ConfigDict(run)
+  _fill(config, load_config(BASE_CONFIG))
+  config.lock()
+  for item in overrides:
+    apply_override(config, item, source=source)
+  return config
+
+
 def apply_override(config, item, source='config'):
   """Sets one `a.b.c=value` override; the value is a Python literal or a string."""
   key, sep, text = item.partition('=')

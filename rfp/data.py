@@ -15,32 +15,10 @@ import warnings
 import numpy as np
 
 from rfp.errors import InputError
+from rfp.rows import Rows, take_rows
 
 _DTYPES = (np.float16, np.float32, np.float64)
 UNIT_NORM_TOL = 1e-2
-
-
-CHUNK_ROWS = 1 << 16
-
-
-class Rows:
-  """Base of row sources: anything with `n`, `dim`, `read(start, stop)` and
-  `take(rows)` (both float32 `[rows, dim]`) streams in order through `chunks`."""
-
-  def chunks(self, chunk_rows=CHUNK_ROWS):
-    """Yields (start, rows `[<=chunk_rows, dim]` float32) over all rows, in order."""
-    for start in range(0, self.n, chunk_rows):
-      yield start, self.read(start, start + chunk_rows)
-
-
-def take_rows(array_nd, rows):
-  """Arbitrary rows (any order) of an array or memmap as float32; the reads are
-  sorted, which keeps a memory map's accesses sequential."""
-  rows = np.asarray(rows, dtype=np.int64)
-  order = np.argsort(rows)
-  out = np.empty((len(rows), array_nd.shape[1]), np.float32)
-  out[order] = array_nd[rows[order]]
-  return out
 
 
 @dataclasses.dataclass(frozen=True)

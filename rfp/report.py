@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-imp
 from matplotlib import ticker  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from rfp import checkpoint  # pylint: disable=g-import-not-at-top,wrong-import-position
+from rfp import files  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 _PAIRS = (  # (results key, label), in reading order: the model, then its yardsticks.
     ('synthetic_vs_real', 'S ‖ R'),
@@ -32,7 +32,7 @@ def write(out, results, maps=None):
   out.mkdir(parents=True, exist_ok=True)
   paths = {'results': out / 'results.json', 'report': out / 'report.md',
            'scaling': out / 'scaling.png'}
-  checkpoint.write_json(paths['results'], results)
+  files.write_json(paths['results'], results)
   paths['report'].write_text(markdown(results))
   plot_scaling(results, paths['scaling'])
   if maps is not None:

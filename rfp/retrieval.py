@@ -7,9 +7,8 @@ against the raw vectors, read back from the files the rows came from. Rows
 reach the index in chunks and candidates are read back by id, so memory holds
 the index codes plus one chunk, never the database itself.
 
-Row sources are `rfp.data.Rows` (`n`, `dim`, `read(start, stop)`,
-`take(rows)`, `chunks()`); `rfp.data.Embeddings` is one, and the views below
-compose them without copying.
+Databases and candidates are row sources (`rfp.rows`); this module holds
+FAISS only.
 """
 
 import dataclasses
@@ -17,8 +16,8 @@ import dataclasses
 import faiss
 import numpy as np
 
-from rfp.data import CHUNK_ROWS, Rows, take_rows
 from rfp.errors import InputError
+from rfp.rows import CHUNK_ROWS, sample_rows
 
 SEARCH_BATCH = 4096  # Queries per faiss call.
 # faiss warns below 39 training points per centroid (k-means quality) and
@@ -28,76 +27,6 @@ MIN_POINTS_PER_CENTROID = 39
 # than 48 of them only fit as float16. It also wants 8-bit codes and k <= 2048.
 GPU_MAX_FLOAT32_SUBQUANTIZERS = 48
 GPU_MAX_K = 2048
-
-
-class ArrayRows(Rows):
-  """An in-memory or memory-mapped `[n, dim]` array as a row source."""
-
-  def __init__(self, array_nd):
-    self.array = array_nd
-    self.n, self.dim = array_nd.shape
-
-  def read(self, start, stop):
-    return np.asarray(self.array[start:stop], np.float32)
-
-  def take(self, rows):
-    return take_rows(self.array, rows)
-
-
-class Stack(Rows):
-  """Row sources one after another (references then distractors; shards)."""
-
-  def __init__(self, parts):
-    self.parts = list(parts)
-    self.dim = self.parts[0].dim
-    self.offsets = np.cumsum([0] + [p.n for p in self.parts])
-    self.n = int(self.offsets[-1])
-
-  def read(self, start, stop):
-    stop = min(stop, self.n)
-    pieces = []
-    for part, lo in zip(self.parts, self.offsets[:-1]):
-      a, b = max(start, lo), min(stop, lo + part.n)
-      if a < b:
-        pieces.append(part.read(a - lo, b - lo))
-    return np.concatenate(pieces) if pieces else np.zeros((0, self.dim), np.float32)
-
-  def take(self, rows):
-    rows = np.asarray(rows, np.int64)
-    which = np.searchsorted(self.offsets, rows, side='right') - 1
-    out = np.empty((len(rows), self.dim), np.float32)
-    for i in np.unique(which):
-      mask = which == i
-      out[mask] = self.parts[i].take(rows[mask] - self.offsets[i])
-    return out
-
-
-class Subset(Rows):
-  """The rows of `base` listed in `rows` (sorted for sequential reads)."""
-
-  def __init__(self, base, rows):
-    self.base, self.rows = base, np.asarray(rows, np.int64)
-    self.n, self.dim = len(self.rows), base.dim
-
-  def read(self, start, stop):
-    return self.base.take(self.rows[start:stop])
-
-  def take(self, rows):
-    return self.base.take(self.rows[np.asarray(rows, np.int64)])
-
-
-class Slice(Rows):
-  """Rows [start, stop) of `base`, without listing them."""
-
-  def __init__(self, base, start, stop):
-    self.base, self.start = base, start
-    self.n, self.dim = stop - start, base.dim
-
-  def read(self, start, stop):
-    return self.base.read(self.start + start, self.start + min(stop, self.n))
-
-  def take(self, rows):
-    return self.base.take(np.asarray(rows, np.int64) + self.start)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -195,11 +124,6 @@ class Index:
     """Approximate top-k ids `[q, k]` (-1 where fewer exist), in one faiss call."""
     _, ids = self.faiss_index.search(np.ascontiguousarray(q_qd, np.float32), k)
     return ids
-
-
-def sample_rows(n, count, rng):
-  """`count` distinct sorted row ids out of `n`."""
-  return np.sort(rng.choice(n, size=min(count, n), replace=False))
 
 
 def train_index(rows, spec, rng, gpu=None):

@@ -4,21 +4,41 @@
 a batch of noise to data (a `lax.scan` over solver steps), with the batch split
 across the mesh's devices by a `NamedSharding`. `make_noise` draws that noise
 so that every row's value is fixed by (seed, shard, row) alone, whatever the
-batch size or the number of devices and hosts.
+batch size or the number of devices and hosts. `write_samples` runs both into
+a folder of shards (`rfp.sample_folder`): shard `i` holds rows that depend
+only on (seed, i, checkpoint, solver, steps, matmul dtype), its noise coming
+from `fold_in(fold_in(key(seed), i), block)` for fixed blocks of `BLOCK_ROWS`
+rows. Running it again skips complete shards and redoes partial ones; with
+several processes (`jax.distributed`), shard `i` belongs to process
+`i % process_count`.
 """
 
+import collections
+import datetime
 import functools
+import os
+import pathlib
+import shlex
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from tqdm import tqdm
 
-from rfp import flow, sharding
+import rfp
+from rfp import checkpoint, flow, model as model_lib, sample_folder, sharding
+from rfp.errors import InputError
 
 # Noise is drawn in blocks of this many rows, each from its own key, so a row's
 # noise never depends on how rows are batched. Changing it changes every sample.
 BLOCK_ROWS = 1024
 RNG_IMPL = 'threefry2x32'  # Pinned: the default implementation is a global JAX option.
+MATMUL_DTYPES = ('float32', 'bfloat16')
+# Sampler calls in flight while the host copies one out: enough to keep the
+# device busy, few enough that their outputs fit in its memory.
+LOOKAHEAD = 2
 
 
 def make_generator(model, steps, solver, mesh, *, stats=None, sphere=False,
@@ -104,3 +124,151 @@ def generate_rows(generate, params, seed, shard, n, dim, batch_size, mesh):
   out = [jax.device_get(generate(params, noise(seed, shard, start)))
          for start in range(0, n, batch_size)]
   return np.concatenate(out)[:n]
+
+
+def check_config(sample_cfg):
+  """InputError for any unusable field of a `sample` config section."""
+
+  def positive_int(name):
+    value = sample_cfg[name]
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+      raise InputError(f'sample.{name}={value!r}: expected a positive integer')
+
+  for name in ('n', 'shards', 'steps', 'batch_size'):
+    positive_int(name)
+  if sample_cfg.n < sample_cfg.shards:
+    raise InputError(f'n={sample_cfg.n} is smaller than shards={sample_cfg.shards}: every shard '
+                     'needs at least one row')
+  seed = sample_cfg.seed
+  if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
+    raise InputError(f'sample.seed={seed!r}: expected an integer in [0, 2**32)')
+  for name, allowed in (('solver', flow.SOLVERS), ('dtype', sample_folder.DTYPES),
+                        ('checkpoint', sample_folder.CHECKPOINTS),
+                        ('matmul_dtype', (None,) + MATMUL_DTYPES)):
+    if sample_cfg[name] not in allowed:
+      raise InputError(f'sample.{name}={sample_cfg[name]!r}: expected one of '
+                       f'{", ".join(str(a) for a in allowed)}')
+
+
+def _version():
+  try:
+    commit = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True,
+                            text=True, timeout=5, check=True,
+                            cwd=pathlib.Path(__file__).parent).stdout.strip()
+  except (OSError, subprocess.SubprocessError):
+    commit = None
+  return {'version': rfp.__version__, 'git': commit}
+
+
+def lookahead(items, depth):
+  """Yields `items` in order, pulling `depth` ahead so device work overlaps host work."""
+  queue = collections.deque()
+  for item in items:
+    queue.append(item)
+    if len(queue) > depth:
+      yield queue.popleft()
+  yield from queue
+
+
+def write_samples(workdir, folder, sample_cfg, progress=True, devices=None):
+  """Samples `sample_cfg.n` fingerprints from a trained run into a folder of shards.
+
+  Args:
+    workdir: the training run (written by train.py).
+    folder: where `shard-NNNNN.npy` and `manifest.json` go; created if needed.
+    sample_cfg: a `sample` config section: n, shards, seed, steps, solver,
+      batch_size, dtype (on disk), sphere (project rows onto the unit sphere
+      after de-normalising), checkpoint ('best' or 'latest'), matmul_dtype
+      (None: the model's compute dtype).
+    progress: show a progress bar.
+    devices: this process's devices to run on (default: all of them).
+
+  Returns:
+    The manifest (as written to `folder/manifest.json`).
+
+  Resumable: complete shards are kept as they are, partial ones are redone.
+  With several JAX processes each writes only its shards (`i % process_count`).
+  Raises InputError for bad settings, a missing run, a folder holding samples
+  made with other settings, or too little disk space.
+  """
+  check_config(sample_cfg)
+  workdir, folder = pathlib.Path(workdir), pathlib.Path(folder)
+  if folder.exists() and not folder.is_dir():
+    raise InputError(f'{folder}: exists and is not a folder')
+  run_config, params, stats, meta = checkpoint.load_run(workdir, sample_cfg.checkpoint)
+  model_cfg = run_config.model.copy_and_resolve_references()
+  model_cfg.dtype = sample_cfg.matmul_dtype or model_cfg.dtype
+  n, shards, seed = int(sample_cfg.n), int(sample_cfg.shards), int(sample_cfg.seed)
+  steps, solver, dtype = int(sample_cfg.steps), sample_cfg.solver, sample_cfg.dtype
+  dim = model_cfg.dim
+  rows = sample_folder.rows_per_shard(n, shards)
+
+  manifest = {
+      'format': sample_folder.FORMAT, 'n': n, 'shards': shards, 'rows_per_shard': rows,
+      'dim': dim, 'dtype': dtype, 'seed': seed, 'solver': solver, 'steps': steps,
+      'network_evaluations': steps * flow.evaluations_per_step(solver),
+      'matmul_dtype': model_cfg.dtype, 'sphere': bool(sample_cfg.sphere),
+      'batch_size': int(sample_cfg.batch_size),
+      'noise': {'rng': RNG_IMPL, 'block_rows': BLOCK_ROWS,
+                'rule': 'normal(fold_in(fold_in(key(seed), shard), row // block_rows))'},
+      'files': 'shard-{shard:05d}.npy',
+      'checkpoint': {'workdir': str(workdir.absolute()), 'which': sample_cfg.checkpoint,
+                     'step': meta['step'],
+                     'path': str((workdir / 'ckpt' / sample_cfg.checkpoint /
+                                  str(meta['step'])).absolute()),
+                     'val_fd': meta.get('val_fd')},  # Saved with `best` checkpoints only.
+      'model': model_cfg.to_dict(),
+      'command': shlex.join(sys.argv),
+      'rfp': _version(),
+      'created': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
+  }
+  sample_folder.check_manifest(folder, manifest)
+  folder.mkdir(parents=True, exist_ok=True)
+
+  mine = [i for i in range(shards) if i % jax.process_count() == jax.process_index()]
+  todo = [i for i in mine if sample_folder.check_shard(
+      sample_folder.shard_path(folder, i), rows[i], dim, dtype) is not None]
+  sample_folder.check_disk(folder, todo, rows, dim, dtype)
+  sample_folder.write_manifest(folder, manifest)
+  if todo:
+    _sample_shards(folder, todo, rows, manifest, model_lib.from_config(model_cfg), params, stats,
+                   done_rows=sum(rows[i] for i in mine) - sum(rows[i] for i in todo),
+                   total_rows=sum(rows[i] for i in mine), progress=progress,
+                   devices=devices or jax.local_devices())
+  return sample_folder.read_manifest(folder)
+
+
+def _sample_shards(folder, todo, rows, manifest, model, params, stats, done_rows, total_rows,
+                   progress, devices):
+  """Writes the shards in `todo`, keeping the devices busy while the host writes."""
+  mesh = sharding.data_mesh(devices)
+  batch = sharding.round_up(manifest['batch_size'], mesh)
+  dim, dtype = manifest['dim'], np.dtype(manifest['dtype'])
+  generate = make_generator(model, manifest['steps'], manifest['solver'], mesh,
+                            stats=stats, sphere=manifest['sphere'], out_dtype=dtype)
+  noise = make_noise(dim, batch, mesh)
+  params = sharding.put_replicated(params, mesh)
+  seed = np.uint32(manifest['seed'])
+
+  def dispatched():
+    for i in todo:
+      for start in range(0, rows[i], batch):
+        # Asynchronous: returns once the work is queued on the devices.
+        yield i, start, generate(params, noise(seed, np.int32(i), np.int32(start)))
+
+  bar = tqdm(total=total_rows, initial=done_rows, unit='row', unit_scale=True, desc='sample',
+             dynamic_ncols=True, mininterval=1.0, disable=not progress)
+  for i, start, x_bd in lookahead(dispatched(), depth=LOOKAHEAD):
+    if start == 0:
+      tmp = sample_folder.tmp_path(sample_folder.shard_path(folder, i))
+      shard_file = np.lib.format.open_memmap(tmp, mode='w+', dtype=dtype, shape=(rows[i], dim))
+    count = min(batch, rows[i] - start)
+    shard_file[start:start + count] = np.asarray(x_bd)[:count]
+    bar.update(count)
+    if start + count == rows[i]:
+      shard_file.flush()
+      del shard_file
+      with open(tmp, 'rb+') as f:  # On disk before it gets its final name.
+        os.fsync(f.fileno())
+      os.replace(tmp, sample_folder.shard_path(folder, i))
+  bar.close()

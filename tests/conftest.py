@@ -50,12 +50,12 @@ def tiny_config(train_path, dim=16, **overrides):
 @pytest.fixture(scope='session')
 def trained_run(tmp_path_factory):
   """A tiny model trained on a 16-d mixture: (workdir, train_rows, centres)."""
-  from rfp import train  # pylint: disable=g-import-not-at-top
+  from rfp import training  # pylint: disable=g-import-not-at-top
   root = tmp_path_factory.mktemp('run')
   x, centres = mixture(4000)
   np.save(root / 'train.npy', x)
   workdir = root / 'workdir'
-  train.train_and_evaluate(tiny_config(root / 'train.npy'), workdir)
+  training.train_and_evaluate(tiny_config(root / 'train.npy'), workdir)
   return workdir, x, centres
 
 

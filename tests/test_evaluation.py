@@ -1,4 +1,4 @@
-"""evaluate.py end to end on small fixtures, its pieces on toys with known answers."""
+"""evaluate.py end to end on small fixtures: results, reports, refusals, read-only inputs."""
 
 import hashlib
 import json
@@ -12,7 +12,7 @@ import pytest
 
 import evaluate
 from conftest import ROOT, mixture, tiny_config
-from rfp import evaluation, retrieval, shards
+from rfp import sample_folder
 from rfp.errors import InputError
 
 DIM = 16
@@ -24,11 +24,11 @@ def _unit(x):
 
 
 def _write_shards(folder, x, n_shards=2, dtype='float16'):
-  """A sample folder in rfp.shards' layout (manifest + shard-NNNNN.npy)."""
+  """A sample folder in rfp.sample_folder's layout (manifest + shard-NNNNN.npy)."""
   folder.mkdir(parents=True)
   parts = np.array_split(x.astype(dtype), n_shards)
   for i, part in enumerate(parts):
-    np.save(shards.shard_path(folder, i), part)
+    np.save(sample_folder.shard_path(folder, i), part)
   (folder / 'manifest.json').write_text(json.dumps({
       'n': len(x), 'shards': n_shards, 'rows_per_shard': [len(p) for p in parts],
       'dim': x.shape[1], 'dtype': dtype}))
@@ -209,75 +209,3 @@ def test_samples_from_the_run_when_no_synthetic_folder(trained_run, dataset, tmp
   second = json.loads((workdir / 'eval' / 'results.json').read_text())
   assert not second['synthetic']['sampled_now']
   assert second['table3'] == first['table3']
-
-
-# Pieces, on toys with known answers.
-
-
-def test_hit_rates_by_hand():
-  tracks = np.array([0, 0, 0, 1, 1, 1])
-  gt = np.array([1, 1, 4, 4, 2])
-  ids = np.array([[1, 7], [2, 1], [7, 4], [3, 4], [-1, -1]])  # Row 7 is a distractor.
-  out = evaluation.hit_rates(ids, gt, n_refs=6, tracks=tracks)
-  assert out == {'hr1': 0.2, 'topk': 0.8, 'track1': 0.6, 'near1': 0.6}
-  assert evaluation.hit_rates(ids, gt, n_refs=6) == {'hr1': 0.2, 'topk': 0.8}
-
-
-def _toy_inputs(refs, q, gt, tracks):
-  return evaluation.Inputs(
-      reference=retrieval.ArrayRows(refs), queries_qd=q, query_rows=np.arange(len(q)),
-      ground_truth=gt, true_scores=np.einsum('qd,qd->q', q, refs[gt]), tracks=tracks,
-      real=None, real2=None, paths={}, notes=())
-
-
-def test_hr1_and_hardness_on_a_toy_with_a_known_answer():
-  """Queries 0-49 have an exact copy among the distractors (miss, hard); 50-74 were
-  cut from the next segment of the same track (miss, near hit); 75-99 are clean."""
-  rng = np.random.default_rng(0)
-  dim, tracks = 32, np.repeat(np.arange(10), 50)
-  refs = _unit(rng.normal(size=(500, dim)))
-  gt = np.sort(rng.choice(np.flatnonzero(np.arange(500) % 50 < 49), 100, replace=False))
-  source = np.where(np.arange(100) < 75, gt + (np.arange(100) >= 50), gt)
-  q = _unit(refs[source] + 0.03 * rng.normal(size=(100, dim)))
-  distractors = np.concatenate([q[:50], _unit(rng.normal(size=(2000, dim)))])
-  inputs = _toy_inputs(refs, q, gt, tracks)
-  spec = retrieval.IndexSpec(nlist=8, nprobe=8, code_bytes=16, bits=8, k=20, train_rows=5000)
-  out = evaluation.retrieval_point(inputs, retrieval.ArrayRows(distractors), spec,
-                                   np.random.default_rng(0))
-  assert out['hr1'] == 0.25 and out['track1'] == 0.5 and out['near1'] == 0.5
-  expected_hard = np.mean((q @ distractors.T).max(1) > inputs.true_scores)
-  assert out['hard'] == expected_hard and 0.5 <= out['hard'] <= 0.75
-  assert evaluation.hardness_point(inputs, retrieval.ArrayRows(distractors)) == {
-      'hard': expected_hard}
-
-
-def test_distractor_sets_are_fresh_per_repeat():
-  pool = retrieval.ArrayRows(np.arange(1000, dtype=np.float32)[:, None])
-  real, note = evaluation.distractor_sets('real', pool, 300, 3, seed=0)
-  rows = [set(s.rows) for s in real]
-  assert note is None and all(len(r) == 300 for r in rows) and rows[0] != rows[1]
-  synthetic, note = evaluation.distractor_sets('synthetic', pool, 300, 3, seed=0)
-  starts = [int(s.read(0, 1)[0, 0]) for s in synthetic]
-  assert note is None and starts == [0, 300, 600]  # Disjoint slices.
-  synthetic, note = evaluation.distractor_sets('synthetic', pool, 600, 3, seed=0)
-  assert 'share rows' in note and [int(s.read(0, 1)[0, 0]) for s in synthetic] == [0, 200, 400]
-
-
-def test_table3_anchors_and_degradation():
-  def curve(sizes, hr):
-    return {'synthetic': [{'size': s, 'hr1': {'mean': h, 'std': 0}} for s, h in zip(sizes, hr)]}
-  t = evaluation.table3(curve([1_000, 1_000_000, 100_000_000], [0.9, 0.6, 0.3]), {})
-  assert (t['size_lo'], t['size_hi']) == (1_000_000, 100_000_000)
-  assert t['degradation_pct'] == pytest.approx(50.0)
-  t = evaluation.table3(curve([1_000, 10_000], [0.8, 0.6]), {})
-  assert (t['size_lo'], t['size_hi'], t['degradation_pct']) == (1_000, 10_000, pytest.approx(25.0))
-
-
-def test_sizes_must_be_positive(dataset):
-  _, _, paths = dataset
-  config = tiny_config(paths['reference'], dim=DIM)
-  config.eval.sizes = [0, 10]
-  inputs = _toy_inputs(np.eye(4, dtype=np.float32), np.eye(4, dtype=np.float32)[:2],
-                       np.arange(2), None)
-  with pytest.raises(InputError, match='positive'):
-    evaluation.plan_sizes(config.eval, inputs)

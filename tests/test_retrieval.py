@@ -1,10 +1,10 @@
-"""IVF-PQ search with exact re-ranking, and the row views it reads from."""
+"""IVF-PQ search with exact re-ranking."""
 
 import numpy as np
 import pytest
 
 from conftest import unit_rows
-from rfp import retrieval
+from rfp import retrieval, rows
 from rfp.errors import InputError
 
 
@@ -13,24 +13,11 @@ def _spec(**kw):
                                 'k': 20, 'train_rows': 10_000, **kw})
 
 
-def test_views_read_and_take_like_the_arrays_they_stand_for():
-  a, b = unit_rows(300, 8, 0), unit_rows(500, 8, 1)
-  rows = np.sort(np.random.default_rng(2).choice(500, 200, replace=False))
-  db = retrieval.Stack([retrieval.ArrayRows(a),
-                        retrieval.Slice(retrieval.Subset(retrieval.ArrayRows(b), rows), 50, 150)])
-  expected = np.concatenate([a, b[rows][50:150]])
-  assert (db.n, db.dim) == expected.shape
-  np.testing.assert_array_equal(np.concatenate([x for _, x in db.chunks(64)]), expected)
-  np.testing.assert_array_equal(db.read(280, 330), expected[280:330])
-  ids = np.array([399, 0, 300, 299, 5, 350])  # Unsorted, across both parts.
-  np.testing.assert_array_equal(db.take(ids), expected[ids])
-
-
 def test_full_probe_with_exact_reranking_equals_exact_search():
   """nprobe = nlist scans every vector; k = database size re-ranks them all exactly."""
   refs, distractors = unit_rows(1000, 16, 3), unit_rows(2000, 16, 4)
   q = refs[:100] + 0.3 * unit_rows(100, 16, 5)
-  db = retrieval.Stack([retrieval.ArrayRows(refs), retrieval.ArrayRows(distractors)])
+  db = rows.Stack([rows.ArrayRows(refs), rows.ArrayRows(distractors)])
   index = retrieval.build_index(db, _spec(), np.random.default_rng(0))
   ids, scores = retrieval.search(index, q, db, k=db.n)
   full = q @ np.concatenate([refs, distractors]).T
@@ -42,7 +29,7 @@ def test_full_probe_with_exact_reranking_equals_exact_search():
 def test_reranking_fixes_pq_order_within_the_candidates():
   refs = unit_rows(3000, 16, 6)
   q = refs[:200] + 0.2 * unit_rows(200, 16, 7)
-  db = retrieval.ArrayRows(refs)
+  db = rows.ArrayRows(refs)
   index = retrieval.build_index(db, _spec(nprobe=4), np.random.default_rng(0))
   raw = index.search(q, 20)
   ids, scores = retrieval.search(index, q, db, k=20)
@@ -54,7 +41,7 @@ def test_reranking_fixes_pq_order_within_the_candidates():
 def test_search_batches_give_the_same_answer(monkeypatch):
   refs = unit_rows(2000, 16, 8)
   q = refs[:300] + 0.3 * unit_rows(300, 16, 9)
-  db = retrieval.ArrayRows(refs)
+  db = rows.ArrayRows(refs)
   index = retrieval.build_index(db, _spec(nprobe=4), np.random.default_rng(0))
   whole = retrieval.search(index, q, db, k=10)
   monkeypatch.setattr(retrieval, 'SEARCH_BATCH', 64)
@@ -65,24 +52,24 @@ def test_search_batches_give_the_same_answer(monkeypatch):
 def test_missing_candidates_sort_last():
   refs = unit_rows(300, 8, 10)
   ids = np.array([[5, -1, 7], [-1, -1, -1]])
-  out, scores = retrieval.rerank(refs[[7, 0]], ids, retrieval.ArrayRows(refs))
+  out, scores = retrieval.rerank(refs[[7, 0]], ids, rows.ArrayRows(refs))
   assert out[0, 0] == 7 and out[0, 2] == -1 and scores[0, 2] == -np.inf
   assert np.all(scores[1] == -np.inf)
 
 
 def test_small_databases_shrink_the_index():
-  db = retrieval.ArrayRows(unit_rows(1000, 16, 11))
+  db = rows.ArrayRows(unit_rows(1000, 16, 11))
   index = retrieval.build_index(db, _spec(nlist=256, nprobe=40), np.random.default_rng(0))
   assert index.settings['nlist'] == 1000 // retrieval.MIN_POINTS_PER_CENTROID
   assert index.settings['nprobe'] == index.settings['nlist']
   assert index.settings['sparse_code_training'] and index.ntotal == 1000
-  tiny = retrieval.build_index(retrieval.ArrayRows(unit_rows(100, 16, 12)), _spec(),
+  tiny = retrieval.build_index(rows.ArrayRows(unit_rows(100, 16, 12)), _spec(),
                                np.random.default_rng(0))
   assert tiny.settings['nlist'] == 2 and tiny.settings['bits'] == 6
 
 
 def test_training_rows_are_a_sample():
-  db = retrieval.ArrayRows(unit_rows(5000, 16, 13))
+  db = rows.ArrayRows(unit_rows(5000, 16, 13))
   index = retrieval.build_index(db, _spec(train_rows=1000), np.random.default_rng(0))
   assert index.settings['train_rows'] == 1000 and index.ntotal == 5000
 
@@ -90,7 +77,7 @@ def test_training_rows_are_a_sample():
 def test_on_chunk_sees_every_row_once_in_order():
   x = unit_rows(1000, 16, 14)
   seen = []
-  retrieval.build_index(retrieval.ArrayRows(x), _spec(), np.random.default_rng(0),
+  retrieval.build_index(rows.ArrayRows(x), _spec(), np.random.default_rng(0),
                         on_chunk=lambda start, c: seen.append((start, c)), chunk_rows=300)
   assert [s for s, _ in seen] == [0, 300, 600, 900]
   np.testing.assert_array_equal(np.concatenate([c for _, c in seen]), x)
@@ -107,7 +94,7 @@ def test_paper_code_size_on_128_dims():
 
 
 def test_a_copy_reuses_the_trained_quantizers_and_finds_the_same(tmp_path):
-  db = retrieval.ArrayRows(unit_rows(3000, 16, 21))
+  db = rows.ArrayRows(unit_rows(3000, 16, 21))
   spec = _spec(nprobe=4)
   index = retrieval.build_index(db, spec, np.random.default_rng(0))
   reused = retrieval.build_index(db, spec, np.random.default_rng(1), trained=index)

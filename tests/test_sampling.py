@@ -12,7 +12,7 @@ import jax
 import numpy as np
 import pytest
 
-from rfp import sampling, sharding, shards
+from rfp import cli, files, sample_folder, sampling, sharding
 from rfp.errors import InputError
 from conftest import ROOT
 
@@ -24,6 +24,15 @@ _ENV = {**os.environ, 'XLA_FLAGS': '--xla_force_host_platform_device_count=4',
 def _sample_cli(*args, timeout=300):
   return subprocess.run([sys.executable, str(ROOT / 'sample.py'), '--no-progress', *args],
                         capture_output=True, text=True, env=_ENV, cwd=ROOT, timeout=timeout)
+
+
+def _write(workdir, out, n, shards, progress=False, devices=None, **settings):
+  """sampling.write_samples with the run's config.sample, `settings` overridden."""
+  sample_cfg = cli.run_config(files.read_config(workdir)).sample
+  sample_cfg.n, sample_cfg.shards = n, shards
+  for key, value in settings.items():
+    sample_cfg[key] = value
+  return sampling.write_samples(workdir, out, sample_cfg, progress=progress, devices=devices)
 
 
 def _reference_noise(seed, shard, start, rows, dim):
@@ -63,7 +72,7 @@ def test_lookahead_keeps_order_and_at_most_depth_calls_in_flight():
       yield i
 
   taken = []
-  for x in shards.lookahead(calls(), depth=2):
+  for x in sampling.lookahead(calls(), depth=2):
     assert len(pulled) - len(taken) <= 3  # This one and two ahead: device memory stays bounded.
     taken.append(x)
   assert taken == list(range(6)) and pulled == taken
@@ -73,9 +82,9 @@ def test_shards_do_not_depend_on_devices_or_batch_size(trained_run, tmp_path):
   workdir, _, _ = trained_run
   runs = {}
   for name, devices, batch in [('one', jax.devices()[:1], 512), ('four', jax.devices(), 700)]:
-    shards.write_samples(workdir, tmp_path / name, 2500, 3, seed=5, dtype='float32',
+    _write(workdir, tmp_path / name, 2500, 3, seed=5, dtype='float32',
                          batch_size=batch, progress=False, devices=devices)
-    runs[name] = shards.open_samples(tmp_path / name)
+    runs[name] = sample_folder.open_samples(tmp_path / name)
   for a, b in zip(runs['one'], runs['four']):
     assert a.shape == b.shape and a.dtype == np.float32
     np.testing.assert_allclose(a, b, atol=1e-5)
@@ -86,14 +95,14 @@ def test_shards_do_not_depend_on_devices_or_batch_size(trained_run, tmp_path):
 
 def test_manifest_and_sphere(trained_run, tmp_path):
   workdir, _, _ = trained_run
-  manifest = shards.write_samples(workdir, tmp_path / 's', 1001, 4, seed=2, sphere=True,
+  manifest = _write(workdir, tmp_path / 's', 1001, 4, seed=2, sphere=True,
                                   steps=3, solver='heun', progress=False)
   on_disk = json.loads((tmp_path / 's' / 'manifest.json').read_text())
   assert manifest == on_disk
   assert manifest['rows_per_shard'] == [251, 250, 250, 250]
   assert (manifest['solver'], manifest['steps'], manifest['network_evaluations']) == ('heun', 3, 6)
   assert manifest['checkpoint']['step'] > 0 and manifest['model']['dim'] == 16
-  rows = shards.open_samples(tmp_path / 's')
+  rows = sample_folder.open_samples(tmp_path / 's')
   assert [len(r) for r in rows] == [251, 250, 250, 250]
   assert all(r.dtype == np.float16 and not r.flags.writeable for r in rows)
   np.testing.assert_allclose(np.linalg.norm(np.concatenate(rows).astype(np.float32), axis=1),
@@ -103,81 +112,81 @@ def test_manifest_and_sphere(trained_run, tmp_path):
 def test_resume_keeps_complete_shards_and_redoes_partial_ones(trained_run, tmp_path):
   workdir, _, _ = trained_run
   kwargs = dict(n=3000, shards=4, seed=1, batch_size=512, progress=False)
-  shards.write_samples(workdir, tmp_path / 'clean', **kwargs)
+  _write(workdir, tmp_path / 'clean', **kwargs)
   out = tmp_path / 'resumed'
-  shards.write_samples(workdir, out, **kwargs)
+  _write(workdir, out, **kwargs)
   # As after a crash: shard 2 half-written, shard 3 never started.
   for i in (2, 3):
-    shards.shard_path(out, i).unlink()
-  tmp = shards.shard_path(out, 2).with_name('shard-00002.npy.tmp')
-  tmp.write_bytes(shards.shard_path(tmp_path / 'clean', 2).read_bytes()[:1000])
+    sample_folder.shard_path(out, i).unlink()
+  tmp = sample_folder.shard_path(out, 2).with_name('shard-00002.npy.tmp')
+  tmp.write_bytes(sample_folder.shard_path(tmp_path / 'clean', 2).read_bytes()[:1000])
   with pytest.raises(InputError, match='shard 2 of 4 is partial'):
-    shards.open_samples(out)
-  kept = {i: os.stat(shards.shard_path(out, i)) for i in (0, 1)}
+    sample_folder.open_samples(out)
+  kept = {i: os.stat(sample_folder.shard_path(out, i)) for i in (0, 1)}
 
-  shards.write_samples(workdir, out, **kwargs)
+  _write(workdir, out, **kwargs)
 
   for i in (0, 1):
-    after = os.stat(shards.shard_path(out, i))
+    after = os.stat(sample_folder.shard_path(out, i))
     assert (after.st_ino, after.st_mtime_ns) == (kept[i].st_ino, kept[i].st_mtime_ns)
   assert not list(out.glob('*.tmp'))
   for i in range(4):
-    assert (shards.shard_path(out, i).read_bytes()
-            == shards.shard_path(tmp_path / 'clean', i).read_bytes())
+    assert (sample_folder.shard_path(out, i).read_bytes()
+            == sample_folder.shard_path(tmp_path / 'clean', i).read_bytes())
 
 
 def test_different_settings_are_refused(trained_run, tmp_path):
   workdir, _, _ = trained_run
-  shards.write_samples(workdir, tmp_path, 600, 2, seed=0, progress=False)
+  _write(workdir, tmp_path, 600, 2, seed=0, progress=False)
   for change in [dict(seed=1), dict(n=700), dict(shards=3), dict(solver='midpoint'),
                  dict(steps=2), dict(dtype='float32'), dict(sphere=True)]:
     args = {'n': 600, 'shards': 2, 'seed': 0, **change}
     with pytest.raises(InputError, match='other settings'):
-      shards.write_samples(workdir, tmp_path, args.pop('n'), args.pop('shards'), progress=False,
+      _write(workdir, tmp_path, args.pop('n'), args.pop('shards'), progress=False,
                            **args)
   # The same settings (any batch size) are a no-op resume.
-  shards.write_samples(workdir, tmp_path, 600, 2, seed=0, batch_size=128, progress=False)
+  _write(workdir, tmp_path, 600, 2, seed=0, batch_size=128, progress=False)
 
 
 def test_too_little_disk_is_refused(trained_run, tmp_path, monkeypatch):
   workdir, _, _ = trained_run
   usage = collections.namedtuple('Usage', 'total used free')
-  monkeypatch.setattr(shards.shutil, 'disk_usage', lambda _: usage(10**9, 10**9 - 1000, 1000))
+  monkeypatch.setattr(sample_folder.shutil, 'disk_usage', lambda _: usage(10**9, 10**9 - 1000, 1000))
   # 4000 rows x 16 dims x 2 bytes in two .npy files, headers included.
   with pytest.raises(InputError, match=r'2 shards need 128\.3 kB but only 1\.0 kB is free'):
-    shards.write_samples(workdir, tmp_path, 4000, 2, progress=False)
+    _write(workdir, tmp_path, 4000, 2, progress=False)
   assert not list(tmp_path.glob('shard-*'))
 
 
 def test_open_samples_refuses_incomplete_folders(trained_run, tmp_path):
   with pytest.raises(InputError, match='no manifest.json'):
-    shards.open_samples(tmp_path)
+    sample_folder.open_samples(tmp_path)
   workdir, _, _ = trained_run
-  shards.write_samples(workdir, tmp_path, 300, 3, progress=False)
-  shards.shard_path(tmp_path, 1).unlink()
+  _write(workdir, tmp_path, 300, 3, progress=False)
+  sample_folder.shard_path(tmp_path, 1).unlink()
   with pytest.raises(InputError, match='shard 1 of 3 is missing'):
-    shards.open_samples(tmp_path)
+    sample_folder.open_samples(tmp_path)
   manifest = tmp_path / 'manifest.json'
   manifest.write_text('{"dim": 16}')
   with pytest.raises(InputError, match='unreadable manifest \\(no rows_per_shard, dtype\\)'):
-    shards.open_samples(tmp_path)
+    sample_folder.open_samples(tmp_path)
   manifest.write_text('{"dim": ')
   with pytest.raises(InputError, match='unreadable manifest'):
-    shards.open_samples(tmp_path)
+    sample_folder.open_samples(tmp_path)
 
 
 def test_killed_run_resumes_to_the_same_files(trained_run, tmp_path):
   workdir, _, _ = trained_run
-  shards.write_samples(workdir, tmp_path / 'clean', 24_000, 12, seed=3, batch_size=1000,
+  _write(workdir, tmp_path / 'clean', 24_000, 12, seed=3, batch_size=1000,
                        progress=False)
   out = tmp_path / 'killed'
   args = ['--workdir', str(workdir), '--out', str(out), '--n', '24000', '--shards', '12',
-          '--seed', '3', '--batch-size', '1000']
+          '--seed', '3', '--config.sample.batch_size=1000']
   proc = subprocess.Popen([sys.executable, str(ROOT / 'sample.py'), '--no-progress', *args],
                           env=_ENV, cwd=ROOT, stdout=subprocess.DEVNULL,
                           stderr=subprocess.DEVNULL)
   deadline = time.monotonic() + 120
-  while not shards.shard_path(out, 0).exists() and proc.poll() is None:
+  while not sample_folder.shard_path(out, 0).exists() and proc.poll() is None:
     assert time.monotonic() < deadline
     time.sleep(0.01)
   proc.send_signal(signal.SIGKILL)
@@ -189,20 +198,22 @@ def test_killed_run_resumes_to_the_same_files(trained_run, tmp_path):
   names = sorted(p.name for p in out.iterdir())
   assert names == sorted(p.name for p in (tmp_path / 'clean').iterdir())
   for i in range(12):
-    assert (shards.shard_path(out, i).read_bytes()
-            == shards.shard_path(tmp_path / 'clean', i).read_bytes())
+    assert (sample_folder.shard_path(out, i).read_bytes()
+            == sample_folder.shard_path(tmp_path / 'clean', i).read_bytes())
 
 
 @pytest.mark.parametrize('args, message', [
     (['--n', '0'], 'n=0: expected a positive integer'),
     (['--n', '5', '--shards', '10'], 'n=5 is smaller than shards=10'),
-    (['--n', '10', '--solver', 'rk4'], "solver='rk4'"),
-    (['--n', '10', '--dtype', 'int8'], "dtype='int8'"),
+    (['--n', '10', '--config.sample.solver=rk4'], "solver='rk4'"),
+    (['--n', '10', '--config.sample.dtype=int8'], "dtype='int8'"),
     (['--n', 'ten'], "argument --n: invalid int value: 'ten'"),
     (['--n', '10', '--workdir', '/nonexistent/run'], 'run folder not found'),
     (['--n', '10', '--workdir', str(ROOT / 'configs')], 'no config.json'),
 ])
-def test_bad_arguments_fail_with_one_line(args, message):
+def test_bad_arguments_fail_with_one_line(trained_run, args, message):
+  if '--workdir' not in args:
+    args = ['--workdir', str(trained_run[0]), *args]
   result = _sample_cli(*args)
   assert result.returncode == 2
   assert result.stderr.startswith('error: ') and message in result.stderr, result.stderr
@@ -228,11 +239,11 @@ def test_cli_refuses_run_without_checkpoint_and_other_settings(trained_run, tmp_
 
 def test_more_rows_extend_each_shard(trained_run, tmp_path):
   workdir, _, _ = trained_run
-  small = shards.write_samples(workdir, tmp_path / 'small', 900, 2, dtype='float32',
+  small = _write(workdir, tmp_path / 'small', 900, 2, dtype='float32',
                                batch_size=256, progress=False)
-  shards.write_samples(workdir, tmp_path / 'large', 2500, 2, dtype='float32', batch_size=512,
+  _write(workdir, tmp_path / 'large', 2500, 2, dtype='float32', batch_size=512,
                        progress=False)
-  for i, (a, b) in enumerate(zip(shards.open_samples(tmp_path / 'small'),
-                                 shards.open_samples(tmp_path / 'large'))):
+  for i, (a, b) in enumerate(zip(sample_folder.open_samples(tmp_path / 'small'),
+                                 sample_folder.open_samples(tmp_path / 'large'))):
     assert len(a) == small['rows_per_shard'][i] < len(b)
     np.testing.assert_allclose(a, b[:len(a)], atol=1e-5)

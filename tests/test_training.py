@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from rfp import checkpoint, metrics, model as model_lib, sampling, sharding, train
+from rfp import checkpoint, files, metrics, model as model_lib, sampling, sharding, training
 from rfp.errors import InputError
 from conftest import mixture, tiny_config
 
@@ -55,9 +55,9 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, trained_run):
   np.save(tmp_path / 'train.npy', x)
   config = tiny_config(tmp_path / 'train.npy')
   workdir = tmp_path / 'run'
-  first = train.train_and_evaluate(config, workdir, stop_after=100)  # Mid-epoch 4.
+  first = training.train_and_evaluate(config, workdir, stop_after=100)  # Mid-epoch 4.
   assert first['step'] == 100
-  result = train.train_and_evaluate(config, workdir)
+  result = training.train_and_evaluate(config, workdir)
   assert result['step'] == result['total_steps']
   logged = [json.loads(l) for l in (workdir / 'metrics.jsonl').read_text().splitlines()]
   expected = [json.loads(l) for l in (reference_dir / 'metrics.jsonl').read_text().splitlines()]
@@ -72,15 +72,15 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, trained_run):
 def test_a_run_folder_refuses_other_settings(tmp_path, trained_run):
   np.save(tmp_path / 'train.npy', trained_run[1])
   workdir = tmp_path / 'run'
-  train.train_and_evaluate(tiny_config(tmp_path / 'train.npy', **{'train.epochs': 1}), workdir,
+  training.train_and_evaluate(tiny_config(tmp_path / 'train.npy', **{'train.epochs': 1}), workdir,
                            stop_after=3)
-  with pytest.raises(InputError, match='model changed'):
-    train.train_and_evaluate(tiny_config(tmp_path / 'train.npy', **{'train.epochs': 1,
+  with pytest.raises(InputError, match=r'model.depth 2 -> 3'):
+    training.train_and_evaluate(tiny_config(tmp_path / 'train.npy', **{'train.epochs': 1,
                                                                      'model.depth': 3}), workdir)
   # Same settings and row count, new rows (a re-embedded file): also refused.
   np.save(tmp_path / 'train.npy', trained_run[1][::-1])
   with pytest.raises(InputError, match='rows differ from those the run'):
-    train.train_and_evaluate(tiny_config(tmp_path / 'train.npy', **{'train.epochs': 1}), workdir)
+    training.train_and_evaluate(tiny_config(tmp_path / 'train.npy', **{'train.epochs': 1}), workdir)
 
 
 def test_training_on_a_million_row_memmap_streams_it(tmp_path, million_row_memmap):
@@ -88,7 +88,7 @@ def test_training_on_a_million_row_memmap_streams_it(tmp_path, million_row_memma
       'data.in_memory_max_gb': 0.1, 'data.shuffle_buffer_rows': 1 << 15,
       'data.val_max': 2000, 'train.batch_size': 256})
   tracemalloc.start()
-  result = train.train_and_evaluate(config, tmp_path / 'run', stop_after=20)
+  result = training.train_and_evaluate(config, tmp_path / 'run', stop_after=20)
   _, peak = tracemalloc.get_traced_memory()
   tracemalloc.stop()
   assert result['step'] == 20

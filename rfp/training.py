@@ -15,7 +15,7 @@ import numpy as np
 import optax
 from tqdm import tqdm
 
-from rfp import checkpoint, data, flow, metrics, model as model_lib, sampling, sharding
+from rfp import checkpoint, data, files, flow, metrics, model as model_lib, sampling, sharding
 from rfp.errors import InputError
 
 # Fields that define what a run learns: resuming with any of them changed
@@ -55,28 +55,12 @@ def train_step(model, optimizer, state, x_bd, key):
   return new_state, {'loss': loss, 'grad_norm': optax.global_norm(grads)}
 
 
-def _identity(config_dict):
-  """The fields of a (JSON-like) config that define what a run learns."""
-  out = {}
-  for key in _RUN_IDENTITY:
-    node = config_dict
-    for part in key.split('.'):
-      node = node[part]
-    out[key] = node
-  return out
-
-
 def _check_workdir(workdir, config):
   """Refuses to resume a run that was started with different settings."""
   path = workdir / 'config.json'
-  if not path.exists():
-    return
-  old = _identity(checkpoint.read_json(path))
-  new = _identity(json.loads(config.to_json()))
-  changed = [k for k in old if old[k] != new[k]]
-  if changed:
-    raise InputError(f'{workdir}: holds a run trained with different settings ({", ".join(changed)} '
-                     'changed); use another --workdir or delete this one')
+  if path.exists():
+    files.check_same_settings(workdir, files.read_json(path), json.loads(config.to_json()),
+                              _RUN_IDENTITY, 'a run', '--workdir')
 
 
 class _Interrupt:
@@ -102,7 +86,7 @@ def _prepare_data(config, workdir):
   emb = data.open_embeddings(config.data.train, dim=config.model.dim)
   stats_path = workdir / 'stats.json'
   if stats_path.exists():
-    saved = checkpoint.read_json(stats_path)
+    saved = files.read_json(stats_path)
     stats, summary = data.Stats.from_json(saved), saved['summary']
     if summary['rows'] != emb.n:
       raise InputError(f'{emb.path}: has {emb.n} rows but the run in {workdir} was trained '
@@ -112,7 +96,7 @@ def _prepare_data(config, workdir):
                        'on (re-embedded or rebuilt?); use another --workdir or delete it')
   else:
     stats, summary = data.scan(emb, config.data.norm)
-    checkpoint.write_json(stats_path, {**stats.to_json(), 'summary': summary,
+    files.write_json(stats_path, {**stats.to_json(), 'summary': summary,
                                        'norm': config.data.norm})
   val_rows = data.split_rows(emb.n, config.data.val_fraction, config.data.val_max,
                              config.train.seed)
@@ -140,7 +124,7 @@ def train_and_evaluate(config, workdir, stop_after=None):
   workdir.mkdir(parents=True, exist_ok=True)
   _check_workdir(workdir, config)
   emb, stats, val_rows, stream = _prepare_data(config, workdir)
-  checkpoint.write_json(workdir / 'config.json', json.loads(config.to_json()))
+  files.write_json(workdir / 'config.json', json.loads(config.to_json()))
 
   mesh = sharding.data_mesh()
   if config.train.batch_size % mesh.devices.size:

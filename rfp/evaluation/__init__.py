@@ -1,0 +1,10 @@
+"""Evaluating a trained run, one module per question (paper, Sec. 4):
+
+  inputs     the evaluation files, checked once (eval.* paths or a NAFP folder)
+  fidelity   FD, JS, PRDC of synthetic rows against real ones and real's floor
+  hardness   how often the best distractor outscores a query's true match
+  scaling    the sweep: HR@1 and hardness against the number of distractors
+  results    `plan` then `evaluate_run`: the results dict `rfp.report` writes
+
+Every input is opened read-only; no module here imports JAX.
+"""

@@ -1,0 +1,106 @@
+"""The small files a run leaves: JSON written atomically, a run's config and stats.
+
+    WORKDIR/config.json      the config the run was trained with
+    WORKDIR/stats.json       normalisation statistics and a summary of the data
+    WORKDIR/ckpt/{latest,best}/STEP/   orbax checkpoints (`rfp.checkpoint`)
+    WORKDIR/metrics.jsonl    one JSON record per epoch
+
+Imports neither JAX nor orbax, so evaluation and every `--help` start fast.
+"""
+
+import json
+import os
+import pathlib
+import socket
+
+from rfp import data
+from rfp.errors import InputError
+
+
+def write_json(path, obj):
+  """Writes JSON atomically: a reader never sees half a file. The temporary
+  name is per process, since several hosts may write into one shared folder."""
+  path = pathlib.Path(path)
+  tmp = path.with_name(f'{path.name}.{socket.gethostname()}.{os.getpid()}.tmp')
+  tmp.write_text(json.dumps(obj, indent=2) + '\n')
+  os.replace(tmp, path)
+
+
+def read_json(path):
+  return json.loads(pathlib.Path(path).read_text())
+
+
+def field(tree, key):
+  """`tree['a']['b']` for key 'a.b'; None where any part is missing."""
+  node = tree
+  for part in key.split('.'):
+    node = node.get(part) if isinstance(node, dict) else None
+  return node
+
+
+def _brief(value):
+  text = str(value)
+  return text if len(text) <= 40 else text[:37] + '...'
+
+
+def _changed_leaves(a, b, key):
+  """Dotted keys under `key` where `a` and `b` differ, down to the leaves."""
+  if a == b:
+    return []
+  if isinstance(a, dict) and isinstance(b, dict):
+    return [leaf for k in sorted(set(a) | set(b), key=str)
+            for leaf in _changed_leaves(a.get(k), b.get(k), f'{key}.{k}')]
+  return [key]
+
+
+def check_same_settings(folder, old, new, keys, holds, flag):
+  """Refuses to mix two runs: InputError if `old` and `new` differ in any of `keys`.
+
+  `holds` says what the folder holds ('a run', 'samples'), `flag` which
+  option picks another folder.
+  """
+  changed = [leaf for k in keys for leaf in _changed_leaves(field(old, k), field(new, k), k)]
+  if changed:
+    shown = ', '.join(f'{k} {_brief(field(old, k))} -> {_brief(field(new, k))}'
+                      for k in changed[:4])
+    raise InputError(f'{folder}: holds {holds} made with other settings ({shown}); '
+                     f'use another {flag} or delete that folder')
+
+
+def run_file(workdir, name):
+  workdir = pathlib.Path(workdir)
+  if not workdir.is_dir():
+    raise InputError(f'{workdir}: run folder not found')
+  if not (workdir / name).is_file():
+    raise InputError(f'{workdir}: no {name}; is this a folder written by train.py?')
+  return workdir / name
+
+
+def read_config(workdir):
+  """The config dict a run was trained with (its config.json)."""
+  return read_json(run_file(workdir, 'config.json'))
+
+
+def read_stats(workdir):
+  """The normalisation `data.Stats` a run was trained with (its stats.json)."""
+  return data.Stats.from_json(read_json(run_file(workdir, 'stats.json')))
+
+
+def checkpoint_step(workdir, which):
+  """Step of a run's newest `which` ('best' or 'latest') checkpoint, or None.
+
+  Orbax keeps each checkpoint in a folder named after its step.
+  """
+  folder = pathlib.Path(workdir) / 'ckpt' / which
+  steps = [int(p.name) for p in folder.glob('*') if p.is_dir() and p.name.isdigit()]
+  return max(steps) if steps else None
+
+
+def latest_run(root='runs'):
+  """The run under `root` whose newest checkpoint is most recent."""
+  root = pathlib.Path(root)
+  runs = [p.parent.parent for p in root.glob('*/ckpt/best')] if root.is_dir() else []
+  if not runs:
+    raise InputError(f'{root}: no trained runs found; train one with train.py or pass --workdir')
+  return max(runs, key=lambda p: (p / 'metrics.jsonl').stat().st_mtime
+             if (p / 'metrics.jsonl').exists() else 0.0)

@@ -1,0 +1,115 @@
+"""Row sources: anything that yields `[rows, dim]` float32 embeddings.
+
+A row source has `n`, `dim`, `read(start, stop)` and `take(rows)` (both
+float32 `[rows, dim]`) and streams in order through `chunks()`. Embedding
+files (`rfp.data.Embeddings`) are one; the views below compose sources
+without copying, so a database of references plus 100M distractors is a
+`Stack` of files, never an array in memory.
+"""
+
+import numpy as np
+
+from rfp.errors import InputError
+
+CHUNK_ROWS = 1 << 16
+
+
+class Rows:
+  """Base of row sources; subclasses define `n`, `dim`, `read` and `take`."""
+
+  def chunks(self, chunk_rows=CHUNK_ROWS):
+    """Yields (start, rows `[<=chunk_rows, dim]` float32) over all rows, in order."""
+    for start in range(0, self.n, chunk_rows):
+      yield start, self.read(start, start + chunk_rows)
+
+
+def take_rows(array_nd, rows):
+  """Arbitrary rows (any order) of an array or memmap as float32; the reads are
+  sorted, which keeps a memory map's accesses sequential."""
+  rows = np.asarray(rows, dtype=np.int64)
+  order = np.argsort(rows)
+  out = np.empty((len(rows), array_nd.shape[1]), np.float32)
+  out[order] = array_nd[rows[order]]
+  return out
+
+
+def sample_rows(n, count, rng):
+  """`count` distinct sorted row ids out of `n`."""
+  return np.sort(rng.choice(n, size=min(count, n), replace=False))
+
+
+def check_finite(x_nd, name, rows):
+  """InputError naming the first row of `x_nd` (file row ids `rows`) with NaN or Inf."""
+  bad = ~np.isfinite(x_nd).all(1)
+  if bad.any():
+    raise InputError(f'{name}: row {rows[np.argmax(bad)]} holds NaN or Inf')
+
+
+class ArrayRows(Rows):
+  """An in-memory or memory-mapped `[n, dim]` array as a row source."""
+
+  def __init__(self, array_nd):
+    self.array = array_nd
+    self.n, self.dim = array_nd.shape
+
+  def read(self, start, stop):
+    return np.asarray(self.array[start:stop], np.float32)
+
+  def take(self, rows):
+    return take_rows(self.array, rows)
+
+
+class Stack(Rows):
+  """Row sources one after another (references then distractors; shards)."""
+
+  def __init__(self, parts):
+    self.parts = list(parts)
+    self.dim = self.parts[0].dim
+    self.offsets = np.cumsum([0] + [p.n for p in self.parts])
+    self.n = int(self.offsets[-1])
+
+  def read(self, start, stop):
+    stop = min(stop, self.n)
+    pieces = []
+    for part, lo in zip(self.parts, self.offsets[:-1]):
+      a, b = max(start, lo), min(stop, lo + part.n)
+      if a < b:
+        pieces.append(part.read(a - lo, b - lo))
+    return np.concatenate(pieces) if pieces else np.zeros((0, self.dim), np.float32)
+
+  def take(self, rows):
+    rows = np.asarray(rows, np.int64)
+    which = np.searchsorted(self.offsets, rows, side='right') - 1
+    out = np.empty((len(rows), self.dim), np.float32)
+    for i in np.unique(which):
+      mask = which == i
+      out[mask] = self.parts[i].take(rows[mask] - self.offsets[i])
+    return out
+
+
+class Subset(Rows):
+  """The rows of `base` listed in `rows` (sorted for sequential reads)."""
+
+  def __init__(self, base, rows):
+    self.base, self.rows = base, np.asarray(rows, np.int64)
+    self.n, self.dim = len(self.rows), base.dim
+
+  def read(self, start, stop):
+    return self.base.take(self.rows[start:stop])
+
+  def take(self, rows):
+    return self.base.take(self.rows[np.asarray(rows, np.int64)])
+
+
+class Slice(Rows):
+  """Rows [start, stop) of `base`, without listing them."""
+
+  def __init__(self, base, start, stop):
+    self.base, self.start = base, start
+    self.n, self.dim = stop - start, base.dim
+
+  def read(self, start, stop):
+    return self.base.read(self.start + start, self.start + min(stop, self.n))
+
+  def take(self, rows):
+    return self.base.take(np.asarray(rows, np.int64) + self.start)

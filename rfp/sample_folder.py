@@ -1,0 +1,216 @@
+"""Synthetic fingerprints on disk: a folder of `.npy` shards and a manifest.
+
+    FOLDER/manifest.json      what was sampled, from which checkpoint, how
+    FOLDER/shard-00000.npy    [rows, dim] float16/float32, embedding space
+    FOLDER/shard-00001.npy    ...
+
+Shards are written to `NAME.tmp` and renamed when complete (`rfp.sampling`
+writes them), so a folder never holds a partial `.npy`. This module reads,
+checks and finds folders; it imports no JAX, so an evaluation that finds its
+rows already sampled never starts it.
+"""
+
+import io
+import pathlib
+import shutil
+
+import numpy as np
+
+from rfp import data, files, rows as rows_lib
+from rfp.errors import InputError
+
+DTYPES = ('float16', 'float32')
+CHECKPOINTS = ('best', 'latest')
+MANIFEST = 'manifest.json'
+FORMAT = 'rfp-samples/1'
+# Manifest fields that decide the rows' values: a folder holding any other
+# value for one of them cannot be resumed or extended by this run.
+IDENTITY = ('format', 'n', 'shards', 'rows_per_shard', 'dim', 'dtype', 'seed', 'solver',
+            'steps', 'matmul_dtype', 'sphere', 'noise', 'checkpoint.step', 'model')
+# Shard size when evaluation samples its own rows.
+EVAL_SHARD_ROWS = 1 << 20
+
+
+def rows_per_shard(n, shards):
+  """Rows of each shard: as equal as possible, the first `n % shards` one larger."""
+  base, extra = divmod(n, shards)
+  return [base + (i < extra) for i in range(shards)]
+
+
+def shard_path(folder, shard):
+  return pathlib.Path(folder) / f'shard-{shard:05d}.npy'
+
+
+def tmp_path(path):
+  return path.with_name(path.name + '.tmp')
+
+
+def _npy_bytes(rows, dim, dtype):
+  """Size of a `.npy` file holding a C-ordered [rows, dim] array."""
+  header = io.BytesIO()
+  np.lib.format.write_array_header_1_0(header, {
+      'descr': np.lib.format.dtype_to_descr(np.dtype(dtype)), 'fortran_order': False,
+      'shape': (rows, dim)})
+  return len(header.getvalue()) + rows * dim * np.dtype(dtype).itemsize
+
+
+def check_shard(path, rows, dim, dtype):
+  """None if `path` is a complete shard of this shape, else why not."""
+  if not path.is_file():
+    return 'partial' if tmp_path(path).exists() else 'missing'
+  try:
+    emb = data.open_embeddings(path)
+  except InputError as e:
+    return f'unreadable ({e})'
+  if emb.shape != (rows, dim) or emb.dtype != np.dtype(dtype):
+    return f'holds {emb.shape} {emb.dtype}, expected {(rows, dim)} {dtype}'
+  return None
+
+
+def size_text(nbytes):
+  for unit in ('B', 'kB', 'MB', 'GB'):
+    if nbytes < 1000:
+      break
+    nbytes /= 1000
+  else:
+    unit = 'TB'
+  return f'{nbytes:.1f} {unit}'
+
+
+def check_disk(folder, todo, rows, dim, dtype):
+  """Refuses to start when the shards still to write do not fit on the disk."""
+  needed = sum(_npy_bytes(rows[i], dim, dtype) for i in todo)
+  # Partial shards are overwritten, so their space counts as free.
+  reclaimable = sum(tmp_path(shard_path(folder, i)).stat().st_size for i in todo
+                    if tmp_path(shard_path(folder, i)).exists())
+  free = shutil.disk_usage(folder).free + reclaimable
+  if needed > free:
+    raise InputError(f'{folder}: {len(todo)} shards need {size_text(needed)} but only '
+                     f'{size_text(free)} is free; free space, or use fewer rows or float16')
+
+
+def check_manifest(folder, manifest):
+  """Refuses to add to a folder sampled with other settings."""
+  path = pathlib.Path(folder) / MANIFEST
+  if not path.exists():
+    return
+  try:
+    old = files.read_json(path)
+  except ValueError as e:
+    raise InputError(f'{path}: unreadable manifest ({e}); use another --out or delete it') from e
+  files.check_same_settings(folder, old, manifest, IDENTITY, 'samples', '--out')
+
+
+def write_manifest(folder, manifest):
+  """The first process to get here writes it; the others find it there."""
+  path = pathlib.Path(folder) / MANIFEST
+  if not path.exists():
+    files.write_json(path, manifest)
+
+
+def read_manifest(folder):
+  """The manifest of a sample folder; InputError (one line) if it is missing or unreadable."""
+  path = pathlib.Path(folder) / MANIFEST
+  if not path.is_file():
+    raise InputError(f'{folder}: no {MANIFEST}; not a folder written by sample.py')
+  try:
+    manifest = files.read_json(path)
+  except ValueError as e:
+    raise InputError(f'{path}: unreadable manifest ({e!r})') from e
+  missing = [k for k in ('rows_per_shard', 'dim', 'dtype')
+             if not isinstance(manifest, dict) or k not in manifest]
+  if missing:
+    raise InputError(f'{path}: unreadable manifest (no {", ".join(missing)})')
+  return manifest
+
+
+def open_samples(folder, manifest=None):
+  """The shards of a sample folder as read-only memmaps, checked against its manifest.
+
+  `manifest` (as `read_manifest` returns it) saves reading it again. Raises
+  InputError (one line) if the folder has no manifest or a shard is missing,
+  partial or of the wrong shape.
+  """
+  folder = pathlib.Path(folder)
+  manifest = read_manifest(folder) if manifest is None else manifest
+  rows, dim, dtype = manifest['rows_per_shard'], manifest['dim'], manifest['dtype']
+  for i, r in enumerate(rows):
+    problem = check_shard(shard_path(folder, i), r, dim, dtype)
+    if problem:
+      raise InputError(f'{shard_path(folder, i)}: shard {i} of {len(rows)} is {problem}; '
+                       're-run the sample.py command in the manifest to finish it')
+  return [np.load(shard_path(folder, i), mmap_mode='r') for i in range(len(rows))]
+
+
+def shard_rows(shard):
+  """A shard (a memmap from `open_samples`) as a row source that streams with
+  plain file reads, not its memory map: a pass over 100M rows then leaves no
+  mapped pages resident, only one chunk."""
+  return data.Embeddings(pathlib.Path(shard.filename), shard.shape, shard.dtype, shard.offset)
+
+
+def _manifest_or_none(folder):
+  try:
+    return read_manifest(folder)
+  except InputError:
+    return None
+
+
+def find(workdir, needed, minimum, seed):
+  """(folder, shards or None, manifest or None) for an evaluation's synthetic rows.
+
+  A complete folder of the run's best checkpoint with at least `minimum` rows
+  is opened (e.g. one written by `sample.py`; repeats then share rows where it
+  holds fewer than `needed`); otherwise shards are None and folder is where to
+  sample `needed` rows (resuming it if it was cut off).
+  """
+  workdir = pathlib.Path(workdir)
+  step = files.checkpoint_step(workdir, 'best')
+  default = workdir / 'samples'
+  for folder in [default] + sorted(workdir.glob('samples-*')):
+    manifest = _manifest_or_none(folder)
+    if (manifest and manifest.get('n', 0) >= minimum
+        and manifest.get('checkpoint', {}).get('step') == step):
+      try:
+        return folder, open_samples(folder, manifest), manifest
+      except InputError:  # Cut off: resumed by the caller if it is the right size.
+        pass
+  manifest = _manifest_or_none(default)
+  if manifest is None or (manifest.get('n'), manifest.get('seed'),
+                          manifest.get('checkpoint', {}).get('step')) == (needed, seed, step):
+    return default, None, None
+  return workdir / f'samples-{step}-{needed}-{seed}', None, None
+
+
+def synthetic_rows(eval_cfg, sample_cfg, workdir, dim, needed, minimum, progress=True):
+  """An evaluation's synthetic rows as one row source, sampling them first if need be.
+
+  `eval.synthetic` names a folder of shards; otherwise `needed` rows come
+  from the run's best checkpoint with the settings of `sample_cfg` (a
+  `sample` config section), sampled into WORKDIR/samples unless a
+  complete folder of at least `minimum` rows is already there.
+  Returns (rows, info dict).
+  """
+  sampled_now = False
+  if eval_cfg.synthetic:
+    folder, shards = pathlib.Path(eval_cfg.synthetic), None
+    if not folder.is_dir():
+      raise InputError(f'{folder}: synthetic shard folder (eval.synthetic) not found')
+  else:
+    folder, shards, manifest = find(workdir, needed, minimum, eval_cfg.seed)
+    if shards is None:
+      from rfp import sampling  # pylint: disable=g-import-not-at-top  (JAX, only to sample)
+      sample_cfg = sample_cfg.copy_and_resolve_references()
+      sample_cfg.n, sample_cfg.seed = needed, eval_cfg.seed
+      sample_cfg.shards = -(-needed // EVAL_SHARD_ROWS)
+      sampling.write_samples(workdir, folder, sample_cfg, progress=progress)
+      sampled_now = True
+  if shards is None:
+    manifest = read_manifest(folder)
+    shards = open_samples(folder, manifest)
+  rows = rows_lib.Stack([shard_rows(a) for a in shards])
+  if rows.dim != dim:
+    raise InputError(f'{folder}: synthetic rows have dimension {rows.dim}, the references {dim}')
+  return rows, {'folder': str(folder), 'rows': rows.n, 'sampled_now': sampled_now,
+                **{k: manifest.get(k) for k in ('seed', 'solver', 'steps', 'dtype', 'sphere',
+                                                'checkpoint')}}

@@ -1,0 +1,57 @@
+"""A run's small files: atomic JSON, refusing to mix runs, checkpoint steps."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+from rfp import files
+from rfp.errors import InputError
+
+
+def test_write_json_is_atomic_and_leaves_no_temporary(tmp_path):
+  path = tmp_path / 'x.json'
+  files.write_json(path, {'a': [1, 2]})
+  files.write_json(path, {'a': 3})
+  assert files.read_json(path) == {'a': 3}
+  assert [p.name for p in tmp_path.iterdir()] == ['x.json']
+
+
+def test_mixing_runs_is_refused_with_the_changed_leaves():
+  old = {'model': {'width': 128, 'depth': 2}, 'train': {'seed': 0, 'epochs': 3}}
+  files.check_same_settings('run', old, old, ('model', 'train.seed'), 'a run', '--workdir')
+  new = {'model': {'width': 128, 'depth': 3}, 'train': {'seed': 1, 'epochs': 9}}
+  with pytest.raises(InputError, match=r'^run: holds a run made with other settings '
+                     r'\(model.depth 2 -> 3, train.seed 0 -> 1\); use another --workdir'):
+    files.check_same_settings('run', old, new, ('model', 'train.seed'), 'a run', '--workdir')
+
+
+def test_checkpoint_step_reads_orbax_folders_without_orbax(tmp_path):
+  assert files.checkpoint_step(tmp_path, 'best') is None
+  for step in ('40', '120', 'tmp-7'):
+    (tmp_path / 'ckpt' / 'best' / step).mkdir(parents=True)
+  assert files.checkpoint_step(tmp_path, 'best') == 120
+
+
+def test_run_files_name_the_folder(tmp_path):
+  with pytest.raises(InputError, match='run folder not found'):
+    files.read_config(tmp_path / 'nope')
+  with pytest.raises(InputError, match='no config.json; is this a folder written by train.py'):
+    files.read_config(tmp_path)
+  with pytest.raises(InputError, match='no trained runs found'):
+    files.latest_run(tmp_path)
+
+
+def test_evaluate_help_and_its_modules_do_not_import_jax():
+  code = ('import sys; sys.argv = ["evaluate.py", "--help"]\n'
+          'import evaluate\n'
+          'from rfp.evaluation import results, fidelity, hardness, inputs, scaling\n'
+          'from rfp import report, sample_folder, files\n'
+          'try:\n  evaluate.main()\nexcept SystemExit:\n  pass\n'
+          'print(sorted(m for m in sys.modules if m.split(".")[0] in ("jax", "orbax", "flax")))')
+  out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=ROOT,
+                       check=True)
+  assert 'usage: evaluate.py' in out.stdout
+  assert out.stdout.strip().splitlines()[-1] == '[]', out.stdout[-500:]
