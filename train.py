@@ -23,9 +23,9 @@ def main(argv=None):
   from rfp import training  # Heavy imports only once the arguments are valid.
   workdir = pathlib.Path(args.workdir or pathlib.Path('runs') / config.name)
   result = training.train_and_evaluate(config, workdir, stop_after=args.stop_after)
-  if result.get('best_fd') is not None:
-    print(f'{workdir}: step {result["step"]}/{result["total_steps"]}, best val FD '
-          f'{result["best_fd"]:.3e} at epoch {result["best_epoch"]}')
+  if result.get('best_score') is not None:
+    print(f'{workdir}: step {result["step"]}/{result["total_steps"]}, best checkpoint: epoch '
+          f'{result["best_epoch"]} ({result["select"]} {result["best_score"]:.3e})')
 
 
 if __name__ == '__main__':

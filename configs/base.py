@@ -23,6 +23,9 @@ def get_config():
       norm='per_dim',  # 'per_dim', or 'scalar' (one mean/std over all values, as the reference code).
       val_fraction=0.05,
       val_max=10_000,
+      # Validation holds out blocks of this many consecutive rows: whole
+      # tracks, as systems store a track's windows consecutively.
+      val_block_rows=512,
       in_memory_max_gb=4.0,  # Larger files stream through a shuffle buffer.
       shuffle_buffer_rows=1 << 18,
   ))
@@ -39,6 +42,8 @@ def get_config():
       lr=5e-5, lr_end=1e-6, warmup_steps=0,
       weight_decay=0.01, b1=0.9, b2=0.999, grad_clip=1.0,
       val_samples=5_000,  # Generated rows compared with held-out rows each epoch.
+      probe_rows=2_000,  # Held-out rows whose best scores select the model.
+      select='probe',  # 'probe': probe-gap criterion (rfp.evaluation.hardness); 'fd'.
       log_every=50, checkpoint_every=2_000,
   ))
 
@@ -50,8 +55,10 @@ def get_config():
       steps=32, solver='euler',  # 'euler', 'heun' or 'midpoint' (two evaluations per step).
       batch_size=4096,  # Rows per sampler call; only speed and memory depend on it.
       dtype='float16',  # On disk: 'float16' or 'float32'.
-      sphere=False,  # Project rows onto the unit sphere after de-normalising.
-      checkpoint='best',  # 'best' (selected by validation) or 'latest'.
+      # Project rows onto the unit sphere after de-normalising; None: when the
+      # training rows are unit-norm (every system's are).
+      sphere=config_dict.placeholder(bool),
+      checkpoint='best',  # 'best' (selected by train.select) or 'latest'.
       matmul_dtype=config_dict.placeholder(str),  # Override model.dtype while sampling.
   ))
 

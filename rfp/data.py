@@ -185,13 +185,42 @@ def scan(emb, norm='per_dim', chunk_rows=1 << 14):
   return Stats(mean.astype(np.float32), std.astype(np.float32)), summary
 
 
-def split_rows(n, val_fraction, val_max, seed):
-  """Held-out validation rows (sorted), drawn by row with a seeded generator."""
+def is_unit_norm(summary):
+  """Whether a `scan` summary found every row unit-norm: samples should be too."""
+  return summary.get('not_unit_norm') == 0
+
+
+def split_rows(n, val_fraction, val_max, seed, block_rows):
+  """Held-out validation rows (sorted), as whole blocks of `block_rows` consecutive rows.
+
+  Every system stores a track's windows consecutively, so a block holds out
+  (most of) a track: the validation rows then measure how a model does on
+  music it never heard, as distractors will be, not on neighbours of its
+  training rows.
+  """
   n_val = int(min(val_max, max(1, round(n * val_fraction))))
   if n_val >= n:
     raise InputError(f'only {n} rows: too few to hold out {n_val} for validation')
   rng = np.random.default_rng([seed, 0x5917])
-  return np.sort(rng.choice(n, n_val, replace=False))
+  rows = []
+  for block in rng.permutation(-(-n // block_rows)):
+    start = int(block) * block_rows
+    rows.append(np.arange(start, min(n, start + block_rows)))
+    if sum(len(r) for r in rows) >= n_val:
+      break
+  rows[-1] = rows[-1][:n_val - sum(len(r) for r in rows[:-1])]
+  return np.sort(np.concatenate(rows))
+
+
+def rows_far_from(rows_sorted, n, count, distance, rng):
+  """Up to `count` sorted rows of `n`, none within `distance` of `rows_sorted`:
+  rows from other tracks than the held-out ones, as far as blocks can tell."""
+  candidates = rng.permutation(n) if n <= 4 * count else rng.choice(n, 4 * count, replace=False)
+  i = np.searchsorted(rows_sorted, candidates)
+  left = rows_sorted[np.maximum(i - 1, 0)]
+  right = rows_sorted[np.minimum(i, len(rows_sorted) - 1)]
+  far = np.minimum(np.abs(candidates - left), np.abs(right - candidates)) > distance
+  return np.sort(candidates[far][:count])
 
 
 class TrainStream:

@@ -176,11 +176,23 @@ def _settings(results):
   return '\n'.join(lines)
 
 
+def _selection(results):
+  sel = results.get('selection')
+  if not sel or sel.get('val_probe') is None:
+    return ''
+  gaps = ', '.join(f'{float(g):+.4f} at {int(n):,}' for n, g in sel['val_probe_gaps'].items())
+  return (f'Model: epoch {sel["epoch"]}, selected by the probe criterion {sel["val_probe"]:.4f} '
+          f'(mean best score of held-out tracks among synthetic minus real rows: {gaps}; '
+          f'validation FD {sel["val_fd"]:.3e}).')
+
+
 def markdown(results):
   """The report: Table 3 layout first, then fidelity, scaling, settings, notes."""
   t = results['table3']
   parts = [
       f'# Evaluation of {results.get("system") or results["run"]["workdir"]}',
+      f'**Verdict.** {results["verdict"]["text"]}' if 'verdict' in results else '',
+      _selection(results),
       '## Summary (paper, Table 3 layout)',
       _table3(results),
       ('HR@1 at 1M and 100M synthetic distractors where both were run, else at the smallest and largest sizes run; '

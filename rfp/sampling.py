@@ -28,7 +28,7 @@ import numpy as np
 from tqdm import tqdm
 
 import rfp
-from rfp import checkpoint, flow, model as model_lib, sample_folder, sharding
+from rfp import checkpoint, data, files, flow, model as model_lib, sample_folder, sharding
 from rfp.errors import InputError
 
 # Noise is drawn in blocks of this many rows, each from its own key, so a row's
@@ -126,6 +126,14 @@ def generate_rows(generate, params, seed, shard, n, dim, batch_size, mesh):
   return np.concatenate(out)[:n]
 
 
+def resolve_sphere(sphere, summary):
+  """`sample.sphere`, where None (the default) means: project onto the unit
+  sphere when every training row was unit-norm (`summary`, from stats.json).
+  The best distractor of a query is a maximum over many rows, so a sampler
+  whose rows are a little too long makes them far too hard."""
+  return data.is_unit_norm(summary) if sphere is None else bool(sphere)
+
+
 def check_config(sample_cfg):
   """InputError for any unusable field of a `sample` config section."""
 
@@ -143,7 +151,7 @@ def check_config(sample_cfg):
   if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
     raise InputError(f'sample.seed={seed!r}: expected an integer in [0, 2**32)')
   for name, allowed in (('solver', flow.SOLVERS), ('dtype', sample_folder.DTYPES),
-                        ('checkpoint', sample_folder.CHECKPOINTS),
+                        ('checkpoint', sample_folder.CHECKPOINTS), ('sphere', (None, True, False)),
                         ('matmul_dtype', (None,) + MATMUL_DTYPES)):
     if sample_cfg[name] not in allowed:
       raise InputError(f'sample.{name}={sample_cfg[name]!r}: expected one of '
@@ -207,7 +215,8 @@ def write_samples(workdir, folder, sample_cfg, progress=True, devices=None):
       'format': sample_folder.FORMAT, 'n': n, 'shards': shards, 'rows_per_shard': rows,
       'dim': dim, 'dtype': dtype, 'seed': seed, 'solver': solver, 'steps': steps,
       'network_evaluations': steps * flow.evaluations_per_step(solver),
-      'matmul_dtype': model_cfg.dtype, 'sphere': bool(sample_cfg.sphere),
+      'matmul_dtype': model_cfg.dtype,
+      'sphere': resolve_sphere(sample_cfg.sphere, files.read_json(workdir / 'stats.json')['summary']),
       'batch_size': int(sample_cfg.batch_size),
       'noise': {'rng': RNG_IMPL, 'block_rows': BLOCK_ROWS,
                 'rule': 'normal(fold_in(fold_in(key(seed), shard), row // block_rows))'},

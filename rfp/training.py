@@ -1,7 +1,15 @@
 """Training a rectified-flow model on fingerprint embeddings.
 
 `train_step` is a pure function of (state, batch, key); `train_and_evaluate`
-is the loop around it: data, checkpoints, validation FD, logging and resume.
+is the loop around it: data, checkpoints, validation, logging and resume.
+
+Each epoch ends by sampling the validation set's size and scoring the rows
+two ways: the Frechet distance to held-out rows (the paper's figure), and the
+probe gaps of `rfp.evaluation.hardness` (do held-out tracks find their best
+match among synthetic rows as often as among real rows of other tracks?).
+The `best` checkpoint is the one with the smallest probe criterion
+(`train.select='probe'`): FD rewards near-Gaussian samples, which are poor
+distractors, so it would pick early, blurry epochs.
 """
 
 import json
@@ -17,11 +25,13 @@ from tqdm import tqdm
 
 from rfp import checkpoint, data, files, flow, metrics, model as model_lib, sampling, sharding
 from rfp.errors import InputError
+from rfp.evaluation import hardness
 
 # Fields that define what a run learns: resuming with any of them changed
 # would silently mix two different runs.
 _RUN_IDENTITY = ('data', 'model', 'train.batch_size', 'train.seed', 'train.epochs',
-                 'train.lr', 'train.lr_end', 'train.warmup_steps')
+                 'train.lr', 'train.lr_end', 'train.warmup_steps', 'train.select')
+SELECT = ('probe', 'fd')
 
 
 def make_optimizer(cfg, total_steps):
@@ -99,11 +109,21 @@ def _prepare_data(config, workdir):
     files.write_json(stats_path, {**stats.to_json(), 'summary': summary,
                                        'norm': config.data.norm})
   val_rows = data.split_rows(emb.n, config.data.val_fraction, config.data.val_max,
-                             config.train.seed)
+                             config.train.seed, config.data.val_block_rows)
   stream = data.TrainStream(emb, stats, val_rows, config.train.batch_size, config.train.seed,
                             in_memory_max_gb=config.data.in_memory_max_gb,
                             buffer_rows=config.data.shuffle_buffer_rows)
-  return emb, stats, val_rows, stream
+  return emb, stats, summary, val_rows, stream
+
+
+def _probe_sets(config, emb, val_rows):
+  """(probes, real rows of other tracks) for `hardness.probe_gaps`, fixed per run."""
+  rng = np.random.default_rng([config.train.seed, 0x9b0e])
+  probes = emb.take(np.sort(rng.choice(val_rows, min(config.train.probe_rows, len(val_rows)),
+                                       replace=False)))
+  real = emb.take(data.rows_far_from(val_rows, emb.n, config.train.val_samples,
+                                     config.data.val_block_rows, rng))
+  return probes, real
 
 
 def _truncate_log(path, step):
@@ -123,7 +143,9 @@ def train_and_evaluate(config, workdir, stop_after=None):
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   _check_workdir(workdir, config)
-  emb, stats, val_rows, stream = _prepare_data(config, workdir)
+  if config.train.select not in SELECT:
+    raise InputError(f'train.select={config.train.select!r}: expected one of {", ".join(SELECT)}')
+  emb, stats, summary, val_rows, stream = _prepare_data(config, workdir)
   files.write_json(workdir / 'config.json', json.loads(config.to_json()))
 
   mesh = sharding.data_mesh()
@@ -140,7 +162,7 @@ def train_and_evaluate(config, workdir, stop_after=None):
   latest, best = checkpoint.managers(workdir)
   restored, meta = checkpoint.restore(latest, state)
   state = sharding.put_replicated(restored if restored is not None else state, mesh)
-  meta = meta or {'best_fd': None, 'best_step': None}
+  meta = meta or {'best_score': None, 'best_step': None}
   step = int(state['step'])
   log_path = workdir / 'metrics.jsonl'
   _truncate_log(log_path, step)
@@ -149,17 +171,22 @@ def train_and_evaluate(config, workdir, stop_after=None):
   generate = sampling.make_generator(model, config.sample.steps, config.sample.solver, mesh)
   x_val = emb.take(val_rows[:config.train.val_samples])
   val_moments = metrics.moments(x_val)
+  probes, real = _probe_sets(config, emb, val_rows)
+  probe_sizes = sorted({max(1, min(len(x_val), len(real)) // 10), min(len(x_val), len(real))})
+  sphere = sampling.resolve_sphere(config.sample.sphere, summary)
   step_keys = jax.random.fold_in(root, 2)
 
   def validate(params):
-    x = generate_val(params)
-    return metrics.frechet_distance_from_moments(*metrics.moments(x), *val_moments)
-
-  def generate_val(params):
+    """(val FD, probe gaps, selection score) of the model's samples."""
     # Shard 0 of the training seed: the same noise every epoch, so epochs compare.
-    rows = sampling.generate_rows(generate, params, config.train.seed, 0, len(x_val),
-                                  config.model.dim, config.sample.batch_size, mesh)
-    return stats.denormalize(rows)
+    x = stats.denormalize(sampling.generate_rows(generate, params, config.train.seed, 0,
+                                                 len(x_val), config.model.dim,
+                                                 config.sample.batch_size, mesh))
+    if sphere:
+      x /= np.linalg.norm(x, axis=1, keepdims=True)
+    fd = metrics.frechet_distance_from_moments(*metrics.moments(x), *val_moments)
+    gaps = hardness.probe_gaps(probes, real, x, probe_sizes)
+    return fd, gaps, fd if config.train.select == 'fd' else hardness.probe_criterion(gaps)
 
   end = total_steps if stop_after is None else min(stop_after, total_steps)
   records = [json.loads(l) for l in log_path.read_text().splitlines()] if log_path.exists() else []
@@ -173,22 +200,26 @@ def train_and_evaluate(config, workdir, stop_after=None):
         # Validation closes each epoch; a resumed run redoes it if it was cut off.
         elapsed = time.perf_counter() - t0
         epoch = step // steps_per_epoch
-        fd = validate(state['params'])
+        fd, gaps, score = validate(state['params'])
         record = {'epoch': epoch, 'step': step,
                   'loss': float(np.mean(jax.device_get(losses))) if losses else None,
-                  'val_fd': fd, 'lr': float(schedule(step)),
+                  'val_fd': fd, 'val_probe_gaps': {str(n): g for n, g in gaps.items()},
+                  'val_probe': hardness.probe_criterion(gaps), 'lr': float(schedule(step)),
                   'steps_per_s': (step - steps0) / elapsed if step > steps0 else None}
-        if meta['best_fd'] is None or fd < meta['best_fd']:
-          meta = {'best_fd': fd, 'best_step': step, 'best_epoch': epoch}
-          checkpoint.save(best, state, {**meta, 'epoch': epoch, 'val_fd': fd})
+        if meta['best_score'] is None or score < meta['best_score']:
+          meta = {'best_score': score, 'select': config.train.select, 'best_step': step,
+                  'best_epoch': epoch}
+          checkpoint.save(best, state, {**meta, 'epoch': epoch, 'val_fd': fd,
+                                        'val_probe_gaps': record['val_probe_gaps']})
         checkpoint.save(latest, state, meta)
         with open(log_path, 'a') as f:
           f.write(json.dumps(record) + '\n')
         records.append(record)
         logged_step = step
         loss_text = 'n/a' if record['loss'] is None else f'{record["loss"]:.4f}'
+        gap_text = ' '.join(f'{g:+.4f}' for g in gaps.values())
         bar.write(f'epoch {epoch}/{config.train.epochs}  loss {loss_text}  val FD {fd:.3e}  '
-                  f'best {meta["best_fd"]:.3e} (epoch {meta["best_epoch"]})')
+                  f'probe gaps {gap_text}  best epoch {meta["best_epoch"]}')
         losses, t0, steps0 = [], time.perf_counter(), step
       if step >= end:
         break

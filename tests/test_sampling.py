@@ -95,8 +95,10 @@ def test_shards_do_not_depend_on_devices_or_batch_size(trained_run, tmp_path):
 
 def test_manifest_and_sphere(trained_run, tmp_path):
   workdir, _, _ = trained_run
-  manifest = _write(workdir, tmp_path / 's', 1001, 4, seed=2, sphere=True,
-                                  steps=3, solver='heun', progress=False)
+  # No sphere setting: the training rows are unit-norm, so the samples are too,
+  # though 3 heun steps of a tiny model leave raw rows of quite other norms.
+  manifest = _write(workdir, tmp_path / 's', 1001, 4, seed=2, steps=3, solver='heun')
+  assert manifest['sphere'] is True
   on_disk = json.loads((tmp_path / 's' / 'manifest.json').read_text())
   assert manifest == on_disk
   assert manifest['rows_per_shard'] == [251, 250, 250, 250]
@@ -107,6 +109,15 @@ def test_manifest_and_sphere(trained_run, tmp_path):
   assert all(r.dtype == np.float16 and not r.flags.writeable for r in rows)
   np.testing.assert_allclose(np.linalg.norm(np.concatenate(rows).astype(np.float32), axis=1),
                              1.0, atol=2e-3)
+  _write(workdir, tmp_path / 'raw', 1001, 4, seed=2, steps=3, solver='heun', sphere=False)
+  raw = np.concatenate(sample_folder.open_samples(tmp_path / 'raw')).astype(np.float32)
+  assert np.abs(np.linalg.norm(raw, axis=1) - 1).max() > 0.05
+
+
+def test_sphere_defaults_to_what_the_training_rows_are():
+  assert sampling.resolve_sphere(None, {'not_unit_norm': 0}) is True
+  assert sampling.resolve_sphere(None, {'not_unit_norm': 3}) is False
+  assert sampling.resolve_sphere(False, {'not_unit_norm': 0}) is False
 
 
 def test_resume_keeps_complete_shards_and_redoes_partial_ones(trained_run, tmp_path):
@@ -139,7 +150,7 @@ def test_different_settings_are_refused(trained_run, tmp_path):
   workdir, _, _ = trained_run
   _write(workdir, tmp_path, 600, 2, seed=0, progress=False)
   for change in [dict(seed=1), dict(n=700), dict(shards=3), dict(solver='midpoint'),
-                 dict(steps=2), dict(dtype='float32'), dict(sphere=True)]:
+                 dict(steps=2), dict(dtype='float32'), dict(sphere=False)]:
     args = {'n': 600, 'shards': 2, 'seed': 0, **change}
     with pytest.raises(InputError, match='other settings'):
       _write(workdir, tmp_path, args.pop('n'), args.pop('shards'), progress=False,

@@ -46,7 +46,9 @@ def test_run_folder_holds_config_stats_log_and_best_checkpoint(trained_run):
   assert [r['epoch'] for r in records] == [1, 2, 3, 4, 5, 6]
   assert records[-1]['loss'] < records[0]['loss']
   _, _, _, meta = checkpoint.load_run(workdir)
-  assert meta['val_fd'] == min(r['val_fd'] for r in records)
+  best = min(records, key=lambda r: r['val_probe'])
+  assert meta['select'] == 'probe' and meta['best_score'] == best['val_probe']
+  assert meta['val_fd'] == best['val_fd'] and meta['epoch'] == best['epoch']
   assert json.loads((workdir / 'config.json').read_text())['model']['width'] == 128
 
 

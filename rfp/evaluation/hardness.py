@@ -3,6 +3,10 @@
 That is what makes a distractor a distractor, so it is the figure synthetic
 rows are judged by. Scores are exact inner products over every distractor row,
 streamed in blocks, so no index approximation blurs the comparison.
+
+`probe_gaps` is the query-free version training selects models by: rows of
+held-out tracks stand in for queries, and the best score each one finds among
+N synthetic rows is compared with the best among N real rows of other tracks.
 """
 
 import numpy as np
@@ -20,7 +24,8 @@ class BestScores:
   def update(self, x_nd):
     for i in range(0, len(x_nd), SCORE_BLOCK):
       scores = self.q_qd @ x_nd[i:i + SCORE_BLOCK].T
-      np.fmax(self.best, scores.max(1), out=self.best)  # fmax: a NaN row never wins.
+      # fmax: a NaN row never wins, nor hides the other rows of its block.
+      np.fmax(self.best, np.fmax.reduce(scores, axis=1), out=self.best)
 
 
 def hardness_point(inputs, distractors, bar=None):
@@ -31,3 +36,26 @@ def hardness_point(inputs, distractors, bar=None):
     if bar is not None:
       bar.update(len(x))
   return {'hard': float(np.mean(best.best > inputs.true_scores))}
+
+
+def probe_gaps(probes_pd, real_nd, synthetic_nd, sizes):
+  """{N: mean best score of the probes among the first N synthetic rows minus the
+  same among the first N real rows}, for each N in `sizes`.
+
+  Positive: synthetic rows come closer to unseen music than real rows do, so
+  they are harder distractors than real ones; negative: easier. The gap grows
+  with N (a maximum over more rows), which is why it is read at several N.
+  """
+  gaps = {}
+  for rows_nd, sign in ((synthetic_nd, 1.0), (real_nd, -1.0)):
+    best, done = BestScores(probes_pd), 0
+    for n in sorted(sizes):
+      best.update(rows_nd[done:n])
+      done = n
+      gaps[n] = gaps.get(n, 0.0) + sign * float(best.best.mean())
+  return {int(n): gaps[n] for n in sorted(sizes)}
+
+
+def probe_criterion(gaps):
+  """One number to select a model by: the mean |gap| over sizes (0 is real)."""
+  return float(np.mean(np.abs(list(gaps.values()))))

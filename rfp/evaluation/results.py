@@ -6,7 +6,10 @@ plots). Rates are fractions.
 
 import dataclasses
 import json
+import pathlib
 import time
+
+import numpy as np
 
 from rfp import retrieval
 from rfp.errors import InputError
@@ -14,6 +17,55 @@ from rfp.evaluation import fidelity as fidelity_lib, inputs as inputs_lib, scali
 
 # Anchors of the paper's Table 3; used when those sizes were run.
 TABLE3_SIZES = (1_000_000, 100_000_000)
+# Synthetic hardness within the real floor band plus this (a fraction: 0.5
+# points) over the sizes measured: the synthetic curve can be trusted.
+TRUST_EXCESS = 0.005
+
+
+def verdict(curves):
+  """Whether to trust the synthetic curve, from hardness where real rows were run.
+
+  At each size with both curves, the excess is how far synthetic hardness is
+  from real beyond the floor band |second real - real| (0 without a second
+  set). Within `TRUST_EXCESS` on average: trust; else harder (the extrapolated
+  HR@1 is pessimistic) or easier (optimistic) by the mean difference.
+  """
+  hard = {kind: {p['size']: p['hard']['mean'] for p in curves.get(kind, [])}
+          for kind in ('real', 'synthetic', 'real2')}
+  sizes = sorted(set(hard['real']) & set(hard['synthetic']))
+  if not sizes:
+    return {'status': 'unchecked', 'sizes': [],
+            'text': 'Not checked: no real distractor pool, so nothing tells whether synthetic '
+                    'distractors are as hard as real ones; read the synthetic curve as unverified.'}
+  diff = [hard['synthetic'][s] - hard['real'][s] for s in sizes]
+  band = [abs(hard['real2'][s] - hard['real'][s]) if s in hard['real2'] else 0.0 for s in sizes]
+  excess = [max(0.0, abs(d) - b) for d, b in zip(diff, band)]
+  out = {'sizes': sizes, 'mean_difference': float(np.mean(diff)),
+         'mean_excess': float(np.mean(excess)), 'excess': excess}
+  where = f'{sizes[0]:,} to {sizes[-1]:,} distractors' if len(sizes) > 1 else f'{sizes[0]:,} distractors'
+  if out['mean_excess'] <= TRUST_EXCESS:
+    out['status'] = 'trust'
+    out['text'] = (f'Trust the extrapolation: synthetic hardness is within the real floor band '
+                   f'(mean excess {100 * out["mean_excess"]:.2f} points) at {where}.')
+  else:
+    harder = out['mean_difference'] > 0
+    out['status'] = 'pessimistic' if harder else 'optimistic'
+    out['text'] = (f'Synthetic distractors are {"harder" if harder else "easier"} than real ones '
+                   f'by {100 * abs(out["mean_difference"]):.2f} points of hardness (mean over '
+                   f'{where}; {100 * out["mean_excess"]:.2f} beyond the real floor band): the '
+                   f'extrapolated HR@1 is {out["status"]}.')
+  return out
+
+
+def selection(workdir, step):
+  """The training log's record of the checkpoint the synthetic rows came from."""
+  log = pathlib.Path(workdir) / 'metrics.jsonl'
+  if not log.exists():
+    return None
+  records = [json.loads(line) for line in log.read_text().splitlines() if line]
+  record = next((r for r in records if r['step'] == step), None)
+  return record and {k: record.get(k) for k in ('epoch', 'step', 'val_fd', 'val_probe',
+                                                'val_probe_gaps')}
 
 
 def table3(curves, fidelity_figures):
@@ -102,6 +154,8 @@ def evaluate_run(config, run, workdir, the_plan, synthetic, synthetic_info, prog
       'fidelity': fid,
       'scaling': curves,
       'table3': table3(curves, fid),
+      'verdict': verdict(curves),
+      'selection': selection(workdir, (synthetic_info.get('checkpoint') or {}).get('step')),
       'seconds': {'fidelity': t1 - t0, 'scaling': t2 - t1},
       'notes': notes,
   }
