@@ -31,7 +31,9 @@ def get_config():
   ))
 
   c.model = ml_collections.ConfigDict(dict(
-      dim=128, width=768, depth=12, hidden=3072, time_dim=32,
+      # The embeddings' dimension; None: read from data.train (and saved so in config.json).
+      dim=config_dict.placeholder(int),
+      width=768, depth=12, hidden=3072, time_dim=32,
       ffn='gelu',  # 'gelu' (paper) or 'swiglu' (reference code's later versions).
       cond='all',  # adaLN in 'all' blocks, or only the 'first'.
       dtype='float32',  # 'bfloat16' runs the matmuls in bf16 (parameters stay float32).
@@ -44,6 +46,8 @@ def get_config():
       val_samples=5_000,  # Generated rows compared with held-out rows each epoch.
       probe_rows=2_000,  # Held-out rows whose best scores select the model.
       select='probe',  # 'probe': probe-gap criterion (rfp.evaluation.hardness); 'fd'.
+      time_dist='uniform',  # Training time steps: 'uniform' (paper) or 'logit_normal'.
+      ema_decay=0.0,  # > 0: sample an exponential moving average of the weights.
       log_every=50, checkpoint_every=2_000,
   ))
 

@@ -54,6 +54,11 @@ def restore(manager, abstract_state=None):
   return restored['state'], restored['meta']
 
 
+def sampled_params(state):
+  """The weights that are sampled: their moving average where training kept one."""
+  return state.get('ema', state['params'])
+
+
 def load_run(workdir, which='best'):
   """Everything needed to sample from a trained run.
 
@@ -67,4 +72,4 @@ def load_run(workdir, which='best'):
   if manager.latest_step() is None:
     raise InputError(f'{workdir}: no {which} checkpoint in ckpt/{which}; train first')
   state, meta = restore(manager)
-  return config, state['params'], stats, {**meta, 'step': int(state['step'])}
+  return config, sampled_params(state), stats, {**meta, 'step': int(state['step'])}

@@ -10,16 +10,25 @@ import jax
 import jax.numpy as jnp
 
 SOLVERS = ('euler', 'heun', 'midpoint')
+# Training time steps: uniform (the paper) or logit-normal, which spends more
+# steps mid-way, where the velocity is hardest to predict (SD3's choice).
+TIME_DISTS = ('uniform', 'logit_normal')
 
 
 def interpolate(x_bd, z_bd, t_b):
   return t_b[:, None] * z_bd + (1 - t_b[:, None]) * x_bd
 
 
-def loss(v_fn, x_bd, key):
-  """Mean squared error (per element) between v_fn(x_t, t) and z - x, t ~ U[0, 1]."""
+def sample_t(key, n, time_dist='uniform'):
+  if time_dist == 'logit_normal':
+    return jax.nn.sigmoid(jax.random.normal(key, (n,)))
+  return jax.random.uniform(key, (n,))
+
+
+def loss(v_fn, x_bd, key, time_dist='uniform'):
+  """Mean squared error (per element) between v_fn(x_t, t) and z - x, t ~ `time_dist`."""
   key_t, key_z = jax.random.split(key)
-  t_b = jax.random.uniform(key_t, (x_bd.shape[0],))
+  t_b = sample_t(key_t, x_bd.shape[0], time_dist)
   z_bd = jax.random.normal(key_z, x_bd.shape)
   v_bd = v_fn(interpolate(x_bd, z_bd, t_b), t_b)
   return jnp.mean((v_bd - (z_bd - x_bd))**2)

@@ -28,9 +28,10 @@ from rfp.errors import InputError
 from rfp.evaluation import hardness
 
 # Fields that define what a run learns: resuming with any of them changed
-# would silently mix two different runs.
-_RUN_IDENTITY = ('data', 'model', 'train.batch_size', 'train.seed', 'train.epochs',
-                 'train.lr', 'train.lr_end', 'train.warmup_steps', 'train.select')
+# would silently mix two different runs. `train.epochs` may grow (`_check_workdir`).
+_RUN_IDENTITY = ('data', 'model', 'train.batch_size', 'train.seed',
+                 'train.lr', 'train.lr_end', 'train.warmup_steps', 'train.select',
+                 'train.time_dist', 'train.ema_decay')
 SELECT = ('probe', 'fd')
 
 
@@ -45,32 +46,81 @@ def make_optimizer(cfg, total_steps):
                                  weight_decay=cfg.weight_decay)), schedule
 
 
-def init_state(model, optimizer, key, dim):
+def init_state(model, optimizer, key, dim, ema=False):
+  """The training state; with `ema`, also an exponential moving average of the
+  weights, which is what gets sampled (`checkpoint.sampled_params`)."""
   params = model.init(key, jnp.zeros((1, dim)), jnp.zeros((1,)))
-  return {'step': jnp.array(0, jnp.int32), 'params': params,
-          'opt_state': optimizer.init(params)}
+  state = {'step': jnp.array(0, jnp.int32), 'params': params,
+           'opt_state': optimizer.init(params)}
+  if ema:  # A copy: the step donates the state, and a buffer must not be donated twice.
+    state['ema'] = jax.tree.map(jnp.copy, params)
+  return state
 
 
-def train_step(model, optimizer, state, x_bd, key):
+def train_step(model, optimizer, state, x_bd, key, time_dist='uniform', ema_decay=0.0):
   """One optimiser step on the rectified-flow loss; returns (state, metrics)."""
 
   def loss_fn(params):
-    return flow.loss(lambda x, t: model.apply(params, x, t), x_bd, key)
+    return flow.loss(lambda x, t: model.apply(params, x, t), x_bd, key, time_dist)
 
   loss, grads = jax.value_and_grad(loss_fn)(state['params'])
   updates, opt_state = optimizer.update(grads, state['opt_state'], state['params'])
   new_state = {'step': state['step'] + 1,
                'params': optax.apply_updates(state['params'], updates),
                'opt_state': opt_state}
+  if 'ema' in state:
+    new_state['ema'] = optax.incremental_update(new_state['params'], state['ema'],
+                                                1.0 - ema_decay)
   return new_state, {'loss': loss, 'grad_norm': optax.global_norm(grads)}
 
 
 def _check_workdir(workdir, config):
-  """Refuses to resume a run that was started with different settings."""
+  """Refuses to resume a run that was started with different settings, or
+  with fewer epochs (more continue it). Returns the run's epochs so far, or
+  None for a new run."""
   path = workdir / 'config.json'
-  if path.exists():
-    files.check_same_settings(workdir, files.read_json(path), json.loads(config.to_json()),
-                              _RUN_IDENTITY, 'a run', '--workdir')
+  if not path.exists():
+    return None
+  old = files.read_json(path)
+  files.check_same_settings(workdir, old, json.loads(config.to_json()), _RUN_IDENTITY,
+                            'a run', '--workdir')
+  epochs = old['train']['epochs']
+  if config.train.epochs < epochs:
+    raise InputError(f'{workdir}: holds a run of {epochs} epochs; train.epochs can grow '
+                     f'(continuing it) but not shrink to {config.train.epochs}; use another '
+                     '--workdir')
+  return epochs
+
+
+def _with_data_dim(config, emb):
+  """`config` with `model.dim` read from the training file where it is unset;
+  a config that sets another dimension is refused, naming the flag to change."""
+  if config.model.dim is None:
+    config = config.copy_and_resolve_references()
+    config.model.dim = emb.dim
+  elif config.model.dim != emb.dim:
+    raise InputError(f'{emb.path}: embeddings have dimension {emb.dim} but the config sets '
+                     f'model.dim={config.model.dim}; pass --config.model.dim={emb.dim} (or '
+                     'leave model.dim unset to read it from the data)')
+  return config
+
+
+def _state_bytes(model, config):
+  """Bytes of one saved training state, from its shapes alone (no compute)."""
+  optimizer, _ = make_optimizer(config.train, 1)  # The schedule does not change the shapes.
+  shapes = jax.eval_shape(lambda: init_state(model, optimizer, jax.random.key(0), config.model.dim,
+                                             ema=config.train.ema_decay > 0))
+  return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(shapes))
+
+
+def _add_losses(epoch_loss, pending):
+  """(sum, count) of an epoch's losses with the device scalars `pending` added.
+
+  Summed in float64, which is exact for float32 losses, so an epoch resumed
+  from a checkpoint (which stores the sum) logs the mean an uninterrupted one does.
+  """
+  values = np.asarray(jax.device_get(pending), np.float64)
+  return epoch_loss[0] + float(values.sum()), epoch_loss[1] + len(values)
 
 
 class _Interrupt:
@@ -91,9 +141,8 @@ class _Interrupt:
     signal.signal(signal.SIGINT, self._previous)
 
 
-def _prepare_data(config, workdir):
-  """Opens and validates the training file; stats are computed once per run."""
-  emb = data.open_embeddings(config.data.train, dim=config.model.dim)
+def _prepare_data(config, workdir, emb, progress):
+  """Validates the training file; stats are computed once per run."""
   stats_path = workdir / 'stats.json'
   if stats_path.exists():
     saved = files.read_json(stats_path)
@@ -105,7 +154,7 @@ def _prepare_data(config, workdir):
       raise InputError(f'{emb.path}: its rows differ from those the run in {workdir} was trained '
                        'on (re-embedded or rebuilt?); use another --workdir or delete it')
   else:
-    stats, summary = data.scan(emb, config.data.norm)
+    stats, summary = data.scan(emb, config.data.norm, progress=progress)
     files.write_json(stats_path, {**stats.to_json(), 'summary': summary,
                                        'norm': config.data.norm})
   val_rows = data.split_rows(emb.n, config.data.val_fraction, config.data.val_max,
@@ -134,40 +183,58 @@ def _truncate_log(path, step):
   path.write_text(''.join(l + '\n' for l in keep))
 
 
-def train_and_evaluate(config, workdir, stop_after=None):
-  """Trains (or resumes) the run in `workdir`; returns the final log record.
+def train_and_evaluate(config, workdir, stop_after=None, progress=True):
+  """Trains (or resumes, or continues for more epochs) the run in `workdir`;
+  returns the final log record.
 
   `stop_after` ends the run early at that global step, with a checkpoint; the
-  same call without it resumes where it stopped.
+  same call without it resumes where it stopped. `model.dim` None: the
+  training file's dimension (written to config.json).
   """
   workdir = pathlib.Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
-  _check_workdir(workdir, config)
+  emb = data.open_embeddings(config.data.train)
+  config = _with_data_dim(config, emb)
   if config.train.select not in SELECT:
     raise InputError(f'train.select={config.train.select!r}: expected one of {", ".join(SELECT)}')
-  emb, stats, summary, val_rows, stream = _prepare_data(config, workdir)
+  model = model_lib.from_config(config.model)
+  # Before the data pass: room for a `latest` and a `best` checkpoint the run
+  # lacks, plus one being written before the one it replaces is deleted.
+  missing = sum(files.checkpoint_step(workdir, which) is None for which in ('latest', 'best'))
+  files.check_output(workdir, (missing + 1) * _state_bytes(model, config), what='checkpoints')
+  workdir.mkdir(parents=True, exist_ok=True)
+  epochs_before = _check_workdir(workdir, config)
+  emb, stats, summary, val_rows, stream = _prepare_data(config, workdir, emb, progress)
   files.write_json(workdir / 'config.json', json.loads(config.to_json()))
 
   mesh = sharding.data_mesh()
   if config.train.batch_size % mesh.devices.size:
     raise InputError(f'train.batch_size={config.train.batch_size} is not a multiple of the '
                      f'{mesh.devices.size} devices')
-  model = model_lib.from_config(config.model)
   steps_per_epoch = stream.steps_per_epoch
   total_steps = config.train.epochs * steps_per_epoch
   optimizer, schedule = make_optimizer(config.train, total_steps)
   root = jax.random.key(config.train.seed)
-  state = init_state(model, optimizer, jax.random.fold_in(root, 0), config.model.dim)
+  if config.train.time_dist not in flow.TIME_DISTS:
+    raise InputError(f'train.time_dist={config.train.time_dist!r}: expected one of '
+                     f'{", ".join(flow.TIME_DISTS)}')
+  state = init_state(model, optimizer, jax.random.fold_in(root, 0), config.model.dim,
+                     ema=config.train.ema_decay > 0)
 
   latest, best = checkpoint.managers(workdir)
   restored, meta = checkpoint.restore(latest, state)
   state = sharding.put_replicated(restored if restored is not None else state, mesh)
   meta = meta or {'best_score': None, 'best_step': None}
+  epoch_loss = tuple(meta.pop('epoch_loss', (0.0, 0)))  # This epoch's losses so far: (sum, count).
   step = int(state['step'])
+  if epochs_before is not None and config.train.epochs > epochs_before:
+    tqdm.write(f'{workdir}: continuing from {epochs_before} to {config.train.epochs} epochs; the '
+               f'learning-rate schedule now ends at step {total_steps} (was '
+               f'{epochs_before * steps_per_epoch}), so its rate rises again from step {step}')
   log_path = workdir / 'metrics.jsonl'
   _truncate_log(log_path, step)
 
-  step_fn = jax.jit(lambda s, x, k: train_step(model, optimizer, s, x, k), donate_argnums=0)
+  step_fn = jax.jit(lambda s, x, k: train_step(model, optimizer, s, x, k, config.train.time_dist,
+                                               config.train.ema_decay), donate_argnums=0)
   generate = sampling.make_generator(model, config.sample.steps, config.sample.solver, mesh)
   x_val = emb.take(val_rows[:config.train.val_samples])
   val_moments = metrics.moments(x_val)
@@ -191,18 +258,21 @@ def train_and_evaluate(config, workdir, stop_after=None):
   end = total_steps if stop_after is None else min(stop_after, total_steps)
   records = [json.loads(l) for l in log_path.read_text().splitlines()] if log_path.exists() else []
   logged_step = records[-1]['step'] if records else 0
-  losses, t0, steps0 = [], time.perf_counter(), step
+  losses, t0, steps0 = [], time.perf_counter(), step  # `losses`: device scalars not yet summed.
   bar = tqdm(total=total_steps, initial=step, desc='train', unit='step', dynamic_ncols=True,
-             mininterval=0.5)
+             mininterval=0.5, disable=not progress)
   with _Interrupt() as interrupt:
     while True:
       if step % steps_per_epoch == 0 and step > logged_step:
         # Validation closes each epoch; a resumed run redoes it if it was cut off.
         elapsed = time.perf_counter() - t0
         epoch = step // steps_per_epoch
-        fd, gaps, score = validate(state['params'])
-        record = {'epoch': epoch, 'step': step,
-                  'loss': float(np.mean(jax.device_get(losses))) if losses else None,
+        bar.set_description('validate')
+        fd, gaps, score = validate(checkpoint.sampled_params(state))
+        bar.set_description('train')
+        loss_sum, loss_count = _add_losses(epoch_loss, losses)
+        record = {'epoch': epoch, 'step': step, 'epochs': config.train.epochs,
+                  'loss': loss_sum / loss_count if loss_count else None,
                   'val_fd': fd, 'val_probe_gaps': {str(n): g for n, g in gaps.items()},
                   'val_probe': hardness.probe_criterion(gaps), 'lr': float(schedule(step)),
                   'steps_per_s': (step - steps0) / elapsed if step > steps0 else None}
@@ -211,7 +281,7 @@ def train_and_evaluate(config, workdir, stop_after=None):
                   'best_epoch': epoch}
           checkpoint.save(best, state, {**meta, 'epoch': epoch, 'val_fd': fd,
                                         'val_probe_gaps': record['val_probe_gaps']})
-        checkpoint.save(latest, state, meta)
+        checkpoint.save(latest, state, {**meta, 'epoch_loss': (0.0, 0)})
         with open(log_path, 'a') as f:
           f.write(json.dumps(record) + '\n')
         records.append(record)
@@ -220,7 +290,7 @@ def train_and_evaluate(config, workdir, stop_after=None):
         gap_text = ' '.join(f'{g:+.4f}' for g in gaps.values())
         bar.write(f'epoch {epoch}/{config.train.epochs}  loss {loss_text}  val FD {fd:.3e}  '
                   f'probe gaps {gap_text}  best epoch {meta["best_epoch"]}')
-        losses, t0, steps0 = [], time.perf_counter(), step
+        epoch_loss, losses, t0, steps0 = (0.0, 0), [], time.perf_counter(), step
       if step >= end:
         break
       epoch = step // steps_per_epoch
@@ -234,7 +304,8 @@ def train_and_evaluate(config, workdir, stop_after=None):
           bar.set_postfix(epoch=epoch + 1, loss=f'{float(losses[-1]):.4f}',
                           rate=f'{(step - steps0) / (time.perf_counter() - t0):.1f}/s')
         if interrupt.requested or step == end or step % config.train.checkpoint_every == 0:
-          checkpoint.save(latest, state, meta)
+          epoch_loss, losses = _add_losses(epoch_loss, losses), []
+          checkpoint.save(latest, state, {**meta, 'epoch_loss': epoch_loss})
         if interrupt.requested:
           bar.close()
           raise KeyboardInterrupt

@@ -95,3 +95,17 @@ def test_training_on_a_million_row_memmap_streams_it(tmp_path, million_row_memma
   tracemalloc.stop()
   assert result['step'] == 20
   assert peak < million_row_memmap.stat().st_size / 8, f'peak {peak / 2**20:.0f} MiB'
+
+
+def test_ema_weights_are_what_gets_sampled(tmp_path, trained_run):
+  np.save(tmp_path / 'train.npy', trained_run[1])
+  config = tiny_config(tmp_path / 'train.npy', **{'train.epochs': 1, 'train.ema_decay': 0.9,
+                                                 'train.time_dist': 'logit_normal'})
+  training.train_and_evaluate(config, tmp_path / 'run')
+  _, sampled, _, _ = checkpoint.load_run(tmp_path / 'run', 'latest')
+  state, _ = checkpoint.restore(checkpoint.managers(tmp_path / 'run')[0])
+  leaves = zip(jax.tree.leaves(sampled), jax.tree.leaves(state['ema']),
+               jax.tree.leaves(state['params']))
+  diffs = [(np.array_equal(s, e), float(np.abs(np.asarray(e) - np.asarray(p)).max()))
+           for s, e, p in leaves]
+  assert all(same for same, _ in diffs) and max(d for _, d in diffs) > 0
