@@ -10,7 +10,7 @@ at the step's batch): the rate the hardware gives these shapes. Encoder FLOP/s
 count forward + backward as 3x `fingerprinter.flops_per_example` per input
 (two inputs per pair); distortion and log-mel are timed but not counted.
 Then it times what `build_data.py` spends its export on: database rows
-(`build.window_fingerprints`, every window at `build.DATABASE_SHIFTS`) of
+(`embed.window_fingerprints`, every window at `embed.DATABASE_SHIFTS`) of
 tracks of random length with the shipped weights, with each track in its own
 batches (the last one padded) and with tracks grouped so that they share
 batches, against the forward matmuls of the same encoder at the same batch.
@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bench import sample_throughput  # pylint: disable=wrong-import-position
-from rfp.audio import augment, build, fingerprinter  # pylint: disable=wrong-import-position
+from rfp.audio import augment, embed, fingerprinter, training  # pylint: disable=wrong-import-position
 from rfp.audio.features import SAMPLE_RATE  # pylint: disable=wrong-import-position
 
 CONVS = {'patch matmul (shipped)': fingerprinter.Conv3x3Stride2,
@@ -75,24 +75,24 @@ def matmul_seconds(examples, iters, shapes=None):
 
 def embed_table(n_tracks, iters):
   """Windows/s of database rows with per-track and with shared batches."""
-  params = fingerprinter.load_weights(build.WEIGHTS)
+  params = fingerprinter.load_weights(training.WEIGHTS)
   enc = fingerprinter.encoder_for(params)
   rng = np.random.default_rng(0)
   tracks = [0.1 * rng.standard_normal(int(s * SAMPLE_RATE)).astype(np.float32)
             for s in rng.uniform(30, 240, n_tracks)]
-  windows = sum(build.n_windows(x.size) for x in tracks) * len(build.DATABASE_SHIFTS)
+  windows = sum(embed.n_windows(x.size) for x in tracks) * len(embed.DATABASE_SHIFTS)
   flops_per_window = fingerprinter.flops_per_example(enc.channels, enc.hidden, enc.dim)
   shapes = fingerprinter.matmul_shapes(enc.channels, enc.hidden, enc.dim)
   matmul_rate = flops_per_window * 512 / matmul_seconds(512, iters, shapes)
-  build.window_fingerprints(params, tracks[:1])  # Compile outside the timing.
+  embed.window_fingerprints(params, tracks[:1])  # Compile outside the timing.
   print(f'\n# {sample_throughput.machine()}, shipped weights (channels {list(enc.channels)}), '
-        f'{n_tracks} tracks, {windows} windows over {len(build.DATABASE_SHIFTS)} offsets')
+        f'{n_tracks} tracks, {windows} windows over {len(embed.DATABASE_SHIFTS)} offsets')
   print('| batches | s | windows/s | encoder GFLOP/s | matmul GFLOP/s (same shapes, batch 512) | ratio |')
   print('|---|---|---|---|---|---|')
   times = {}
   for name, group_rows in (('one track at a time', 1), ('tracks share batches (shipped)', 8192)):
     times[name] = min(sample_throughput.seconds(
-        lambda: build.window_fingerprints(params, tracks, group_rows=group_rows), 1) for _ in range(iters))
+        lambda: embed.window_fingerprints(params, tracks, group_rows=group_rows), 1) for _ in range(iters))
     rate = flops_per_window * windows / times[name]
     print(f'| {name} | {times[name]:.1f} | {windows / times[name]:.0f} | {rate / 1e9:.1f} | '
           f'{matmul_rate / 1e9:.1f} | {rate / matmul_rate:.0%} |', flush=True)

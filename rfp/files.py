@@ -17,12 +17,14 @@ from rfp import data
 from rfp.errors import InputError
 
 
-def write_json(path, obj):
+def write_json(path, obj, indent=2, end='\n'):
   """Writes JSON atomically: a reader never sees half a file. The temporary
-  name is per process, since several hosts may write into one shared folder."""
+  name is per process, since several hosts may write into one shared folder.
+  `indent` and `end` keep files whose layout is fixed byte for byte (the
+  shipped data's metadata)."""
   path = pathlib.Path(path)
   tmp = path.with_name(f'{path.name}.{socket.gethostname()}.{os.getpid()}.tmp')
-  tmp.write_text(json.dumps(obj, indent=2) + '\n')
+  tmp.write_text(json.dumps(obj, indent=indent) + end)
   os.replace(tmp, path)
 
 

@@ -17,7 +17,7 @@ import zipfile
 
 import numpy as np
 
-from rfp.audio.features import SAMPLE_RATE
+from rfp.audio.features import LOOP_CORR, SAMPLE_RATE, mel_correlations
 from rfp.errors import InputError
 
 # Packages with the most distinct minutes per downloaded byte (reference notes, Sec. 5).
@@ -233,18 +233,6 @@ def load(data, name, min_seconds=0.0, sr=SAMPLE_RATE):
   if x.size < min_seconds * sr:
     return None  # A jingle: expected, not worth a warning.
   return x
-
-
-# Two windows whose log-mels correlate above this are the same audio twice.
-LOOP_CORR = 0.9
-
-
-def mel_correlations(x_ns):
-  """[n, n] Pearson correlations between windows' log-mel features (rows of x_ns)."""
-  f_nf = x_ns.reshape(x_ns.shape[0], -1)
-  f_nf = f_nf - f_nf.mean(axis=1, keepdims=True)
-  f_nf = f_nf / (np.linalg.norm(f_nf, axis=1, keepdims=True) + 1e-9)
-  return f_nf @ f_nf.T
 
 
 def self_repetition(x_ns, min_corr=LOOP_CORR):

@@ -1,4 +1,5 @@
-"""Log-mel features of 1 s audio segments, computed in JAX so they run inside `jit`."""
+"""Log-mel features of 1 s audio segments, computed in JAX so they run inside `jit`,
+and when two windows' features say they are the same audio (a loop)."""
 
 import functools
 
@@ -49,3 +50,15 @@ def log_mel(x_bs):
   db_bfm = 10.0 * jnp.log10(mel_bfm + 1e-10)
   db_bfm = jnp.maximum(db_bfm, db_bfm.max(axis=(1, 2), keepdims=True) - 80.0)
   return jnp.swapaxes(db_bfm - db_bfm.max(axis=(1, 2), keepdims=True), 1, 2) / 80.0 + 0.5
+
+
+# Two windows whose log-mels correlate above this are the same audio twice.
+LOOP_CORR = 0.9
+
+
+def mel_correlations(x_ns):
+  """[n, n] Pearson correlations between windows' log-mel features (rows of x_ns)."""
+  f_nf = x_ns.reshape(x_ns.shape[0], -1)
+  f_nf = f_nf - f_nf.mean(axis=1, keepdims=True)
+  f_nf = f_nf / (np.linalg.norm(f_nf, axis=1, keepdims=True) + 1e-9)
+  return f_nf @ f_nf.T

@@ -21,8 +21,8 @@ import numpy as np
 import optax
 from tqdm import tqdm
 
-from rfp.audio import augment, corpus
-from rfp.audio.features import HOP, N_FRAMES, N_MELS, SEGMENT, log_mel
+from rfp.audio import augment
+from rfp.audio.features import HOP, LOOP_CORR, N_FRAMES, N_MELS, SEGMENT, log_mel, mel_correlations
 
 DIM = 128
 CHANNELS = (16, 32, 64, 128, 256)
@@ -286,7 +286,7 @@ def _mel_and_embedding(model, params, x_bs):
 
 
 def mine_confusers(params, audio, window_start_n, window_track_n, n_pick, model=Encoder(),
-                   min_gap=3, max_mel_corr=corpus.LOOP_CORR, batch=512):
+                   min_gap=3, max_mel_corr=LOOP_CORR, batch=512):
   """[N, n_pick] indices into `window_start_n`: for each window, the other windows of
   its track that the encoder scores most alike, at least `min_gap` windows from it
   and from each other (so no two anchors share audio).
@@ -310,7 +310,7 @@ def mine_confusers(params, audio, window_start_n, window_track_n, n_pick, model=
     pos = np.arange(rows.size)
     gap_ok = np.abs(pos[:, None] - pos[None, :]) >= min_gap
     sim = e_nd[rows] @ e_nd[rows].T
-    sim[~gap_ok | (corpus.mel_correlations(mel_nmf[rows]) > max_mel_corr)] = -np.inf
+    sim[~gap_ok | (mel_correlations(mel_nmf[rows]) > max_mel_corr)] = -np.inf
     confusers_nk[rows] = rows[_pick_confusers(sim, gap_ok, n_pick)]
   return confusers_nk
 
