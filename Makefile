@@ -1,9 +1,11 @@
-# The two commands of the README. Both set up .venv on first use.
+# The commands of the README. Each sets up .venv on first use; `setup` only that.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test
+.PHONY: setup demo test
+
+setup: $(BIN)/.installed
 
 $(BIN)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)

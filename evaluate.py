@@ -15,6 +15,8 @@ os.environ.setdefault('XLA_PYTHON_CLIENT_PREALLOCATE', 'false')
 from rfp import cli, files, sample_folder  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 _RUN_CONFIG = 'WORKDIR/config.json'
+# results.json, report.md and two plots, with room to spare.
+REPORT_BYTES = 50_000_000
 
 
 @cli.main
@@ -30,22 +32,22 @@ def main(argv=None):
   parser.add_argument('--nafp', default=None, metavar='DIR',
                       help='NAFP-style folder (db.mm, query.mm, dummy_db.mm + *_shape.npy; '
                            'query i is db row i) instead of the eval.* files')
-  parser.add_argument('--quiet', action='store_true', help='no progress bars')
   rest, overrides = cli.split_overrides(sys.argv[1:] if argv is None else argv)
   args = parser.parse_args(rest)
   workdir = pathlib.Path(args.workdir) if args.workdir else files.latest_run('runs')
   run = files.read_config(workdir)
   config = cli.run_config(run, None if args.config == _RUN_CONFIG else args.config, overrides,
                           source=workdir / 'config.json')
+  out = pathlib.Path(args.out) if args.out else workdir / 'eval'
+  files.check_output(out, REPORT_BYTES, what='the report')
   from rfp import report  # pylint: disable=g-import-not-at-top  (matplotlib, once args are valid)
   from rfp.evaluation import results  # pylint: disable=g-import-not-at-top  (faiss)
-  plan = results.plan(config, run, nafp=args.nafp)
+  plan = results.plan(config, run, nafp=args.nafp, progress=not args.quiet)
   synthetic, info = sample_folder.synthetic_rows(
       config.eval, config.sample, workdir, plan.inputs.reference.dim, plan.synthetic_rows,
       plan.synthetic_minimum, progress=not args.quiet)
   figures, maps = results.evaluate_run(config, run, workdir, plan, synthetic, info,
                                        progress=not args.quiet)
-  out = pathlib.Path(args.out) if args.out else workdir / 'eval'
   paths = report.write(out, figures, maps)
   t = figures['table3']
   if 'size_lo' in t:

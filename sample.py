@@ -48,7 +48,6 @@ def make_parser():
                       help='with --distributed outside a cluster manager: number of processes')
   parser.add_argument('--process-id', type=int, default=None,
                       help='with --distributed outside a cluster manager: this process, 0-based')
-  parser.add_argument('--no-progress', action='store_true', help='no progress bar')
   return parser
 
 
@@ -80,7 +79,7 @@ def main(argv=None):
   if args.distributed or os.environ.get('RFP_DISTRIBUTED') == '1':
     _initialize_distributed(args)
   out = pathlib.Path(args.out) if args.out else workdir / 'samples'
-  manifest = sampling.write_samples(workdir, out, config.sample, progress=not args.no_progress)
+  manifest = sampling.write_samples(workdir, out, config.sample, progress=not args.quiet)
   import jax  # pylint: disable=g-import-not-at-top  (already loaded by rfp.sampling)
   if jax.process_count() > 1:
     print(f'{out}: process {jax.process_index()} of {jax.process_count()} has written its shards')

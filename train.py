@@ -14,7 +14,8 @@ def main(argv=None):
   parser = cli.make_parser(__doc__, 'configs/demo.py', epilog=(
       'Writes WORKDIR/config.json, stats.json, ckpt/{latest,best}/ (orbax) and\n'
       'metrics.jsonl. Running the same command again resumes from the latest checkpoint;\n'
-      'Ctrl-C saves one before stopping.'))
+      'Ctrl-C saves one before stopping. A larger --config.train.epochs continues a run\n'
+      '(its learning-rate schedule then ends later). model.dim unset: read from the data.'))
   parser.add_argument('--workdir', default=None,
                       help='run folder (default: runs/<config name>)')
   parser.add_argument('--stop-after', type=int, default=None, metavar='STEPS',
@@ -22,7 +23,8 @@ def main(argv=None):
   args, config = cli.parse(parser, argv)
   from rfp import training  # Heavy imports only once the arguments are valid.
   workdir = pathlib.Path(args.workdir or pathlib.Path('runs') / config.name)
-  result = training.train_and_evaluate(config, workdir, stop_after=args.stop_after)
+  result = training.train_and_evaluate(config, workdir, stop_after=args.stop_after,
+                                       progress=not args.quiet)
   if result.get('best_score') is not None:
     print(f'{workdir}: step {result["step"]}/{result["total_steps"]}, best checkpoint: epoch '
           f'{result["best_epoch"]} ({result["select"]} {result["best_score"]:.3e})')

@@ -38,11 +38,12 @@ def machine():
 
 
 def variants(names, dtypes):
-  """(name, dtype, config) for each comma-separated configs/NAME.py and matmul dtype."""
+  """(name, dtype, config) for each comma-separated configs/NAME.py and matmul dtype,
+  for 128-d fingerprints (the configs leave the dimension to the data)."""
   for name in names.split(','):
     for dtype in dtypes.split(','):
       yield name, dtype, cli.load_config(ROOT / 'configs' / f'{name}.py',
-                                         [f'model.dtype={dtype!r}'])
+                                         [f'model.dtype={dtype!r}', 'model.dim=128'])
 
 
 def seconds(fn, iters, finish=np.asarray):

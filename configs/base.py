@@ -26,6 +26,9 @@ def get_config():
       # Validation holds out blocks of this many consecutive rows: whole
       # tracks, as systems store a track's windows consecutively.
       val_block_rows=512,
+      # Real rows that held-out rows are compared with (the probe criterion)
+      # lie at least this far from them: other tracks, not the same one.
+      val_guard_rows=2048,
       in_memory_max_gb=4.0,  # Larger files stream through a shuffle buffer.
       shuffle_buffer_rows=1 << 18,
   ))

@@ -119,7 +119,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def make_parser(description, default_config, epilog=''):
-  """A parser with the shared `--config` flag; bad flags are one-line errors."""
+  """A parser with the shared `--config` and `--quiet` flags; bad flags are one-line errors."""
   parser = Parser(
       description=description,
       epilog=(epilog + '\n\nAny config field can be overridden as '
@@ -127,6 +127,9 @@ def make_parser(description, default_config, epilog=''):
       formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument('--config', default=default_config, metavar='FILE',
                       help=f'config file with get_config() (default: {default_config})')
+  # One flag for every command; sample.py called it --no-progress first.
+  parser.add_argument('--quiet', '--no-progress', action='store_true', dest='quiet',
+                      help='no progress bars')
   return parser
 
 
@@ -138,7 +141,12 @@ def parse(parser, argv=None):
 
 
 def main(fn):
-  """Runs `fn()`, turning input errors into one line on stderr and exit 2."""
+  """Runs `fn()`, turning input errors into one line on stderr and exit 2.
+
+  An OSError (a disk filling up mid-run, a file vanishing) is one line too,
+  with exit 1: outputs are checked before work starts (`files.check_output`),
+  so this is the last resort, not the way problems are found.
+  """
 
   @functools.wraps(fn)
   def wrapped(*a, **kw):
@@ -148,6 +156,9 @@ def main(fn):
     except InputError as e:
       print(f'error: {e}', file=sys.stderr)
       sys.exit(2)
+    except OSError as e:
+      print(f'error: {e}', file=sys.stderr)
+      sys.exit(1)
     except KeyboardInterrupt:
       print('interrupted: re-run the same command to resume', file=sys.stderr)
       sys.exit(130)

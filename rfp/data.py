@@ -15,7 +15,7 @@ import warnings
 import numpy as np
 
 from rfp.errors import InputError
-from rfp.rows import Rows, take_rows
+from rfp.rows import Rows, finite_chunks, take_rows
 
 _DTYPES = (np.float16, np.float32, np.float64)
 UNIT_NORM_TOL = 1e-2
@@ -146,7 +146,7 @@ class Stats:
     return cls(np.asarray(d['mean'], np.float32), np.asarray(d['std'], np.float32))
 
 
-def scan(emb, norm='per_dim', chunk_rows=1 << 14):
+def scan(emb, norm='per_dim', chunk_rows=1 << 14, progress=False):
   """One pass over the file: rejects non-finite rows, warns on non-unit norms.
 
   Returns the normalisation `Stats` (per dimension, or one scalar mean/std over
@@ -154,19 +154,11 @@ def scan(emb, norm='per_dim', chunk_rows=1 << 14):
   """
   s1 = np.zeros(emb.dim)
   s2 = np.zeros(emb.dim)
-  bad, first_bad, off_sphere = 0, None, 0
-  for start, x in emb.chunks(chunk_rows):
-    finite = np.isfinite(x).all(axis=1)
-    if not finite.all():
-      bad += int((~finite).sum())
-      if first_bad is None:
-        first_bad = start + int(np.argmin(finite))
-      continue
+  off_sphere = 0
+  for _, x in finite_chunks(emb, emb.path, progress, desc='statistics', chunk_rows=chunk_rows):
     s1 += x.sum(0, dtype=np.float64)
     s2 += np.square(x).sum(0, dtype=np.float64)
     off_sphere += int((np.abs(np.linalg.norm(x, axis=1) - 1) > UNIT_NORM_TOL).sum())
-  if bad:
-    raise InputError(f'{emb.path}: {bad} rows contain NaN or Inf (first: row {first_bad})')
   if off_sphere:
     warnings.warn(f'{emb.path}: {off_sphere} of {emb.n} rows are not unit-norm '
                   f'(|norm - 1| > {UNIT_NORM_TOL}); fingerprints are usually L2-normalised')
@@ -213,14 +205,16 @@ def split_rows(n, val_fraction, val_max, seed, block_rows):
 
 
 def rows_far_from(rows_sorted, n, count, distance, rng):
-  """Up to `count` sorted rows of `n`, none within `distance` of `rows_sorted`:
-  rows from other tracks than the held-out ones, as far as blocks can tell."""
+  """Up to `count` rows of `n` in random order, none within `distance` of
+  `rows_sorted`: rows from other tracks than the held-out ones, as far as
+  positions can tell (a track can be longer than a block, and music repeats
+  within one, so `distance` is best a few blocks)."""
   candidates = rng.permutation(n) if n <= 4 * count else rng.choice(n, 4 * count, replace=False)
   i = np.searchsorted(rows_sorted, candidates)
   left = rows_sorted[np.maximum(i - 1, 0)]
   right = rows_sorted[np.minimum(i, len(rows_sorted) - 1)]
   far = np.minimum(np.abs(candidates - left), np.abs(right - candidates)) > distance
-  return np.sort(candidates[far][:count])
+  return candidates[far][:count]
 
 
 class TrainStream:

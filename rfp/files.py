@@ -11,6 +11,7 @@ Imports neither JAX nor orbax, so evaluation and every `--help` start fast.
 import json
 import os
 import pathlib
+import shutil
 import socket
 
 from rfp import data
@@ -26,6 +27,40 @@ def write_json(path, obj, indent=2, end='\n'):
   tmp = path.with_name(f'{path.name}.{socket.gethostname()}.{os.getpid()}.tmp')
   tmp.write_text(json.dumps(obj, indent=indent) + end)
   os.replace(tmp, path)
+
+
+def size_text(nbytes):
+  for unit in ('B', 'kB', 'MB', 'GB'):
+    if nbytes < 1000:
+      break
+    nbytes /= 1000
+  else:
+    unit = 'TB'
+  return f'{nbytes:.1f} {unit}'
+
+
+def check_output(folder, needed=0, what='its files', hint='free some space or write elsewhere'):
+  """Refuses an output folder that cannot be created or written, or whose disk
+  has fewer than `needed` bytes free: one InputError naming `folder`.
+
+  Every command calls it before its work starts, so hours of work never end
+  in a failed write. It creates nothing: where `folder` does not exist yet,
+  its nearest existing parent is what must be a writable folder.
+  """
+  folder = pathlib.Path(folder)
+  existing = folder.absolute()
+  while not existing.exists():
+    existing = existing.parent
+  if not existing.is_dir():
+    problem = ('exists and is not a folder' if existing == folder.absolute()
+               else f'cannot be created: {existing} is a file')
+    raise InputError(f'{folder}: {problem}; write elsewhere')
+  if not os.access(existing, os.W_OK | os.X_OK):
+    raise InputError(f'{folder}: cannot write there ({existing} is not writable); write elsewhere')
+  free = shutil.disk_usage(existing).free
+  if needed > free:
+    raise InputError(f'{folder}: {what} need {size_text(needed)} but only {size_text(free)} '
+                     f'is free; {hint}')
 
 
 def read_json(path):

@@ -45,10 +45,17 @@ def _pct(x, digits=2):
   return '–' if x is None else f'{100 * x:.{digits}f}'
 
 
-def _mean_std(stat, digits=1):
+def _mean_std(point, key, digits=1):
+  """A scaling point's mean of `key`, with ± its std only where that is a spread
+  over independent draws: not for one repeat (std None), and not where the
+  repeats share rows (marked †: draws that overlap understate the spread)."""
+  stat = point.get(key) if point else None
   if stat is None:
     return '–'
-  return f'{100 * stat["mean"]:.{digits}f} ± {100 * stat["std"]:.{digits}f}'
+  mean = f'{100 * stat["mean"]:.{digits}f}'
+  if point.get('shared_rows'):
+    return mean + '†'
+  return mean if stat['std'] is None else f'{mean} ± {100 * stat["std"]:.{digits}f}'
 
 
 def _num(x, fmt):
@@ -103,11 +110,25 @@ def _fidelity(results):
       'FD sees only means and covariances: Gm matches both, so it scores FD ≈ 0 while having '
       'none of the data\'s structure. Read each figure against the R\' ‖ R floor, the score of '
       f'real data itself: in {fid["pca_dims"]} dimensions a KDE of a few thousand rows is '
-      'spiky, so even two real sets can be far from JS = 0.'])
+      'spiky, so even two real sets can be far from JS = 0.'
+      + ''.join(f' {dict(_PAIRS)[key]}: no precision, recall, density or coverage: {why}.'
+                for key, why in fid.get('prdc_not_shown', {}).items())])
 
 
-def _by_size(curve, key):
-  return {p['size']: p.get(key) for p in curve}
+def _point(curve, size):
+  return next((p for p in curve if p['size'] == size), None)
+
+
+def _spread_text(curves, repeats):
+  """What the ± in the scaling tables is, and where there is none."""
+  if repeats == 1:
+    return 'one distractor set per size, so no spread is shown.'
+  text = f'mean ± std over {repeats} repeats, each with a fresh distractor set.'
+  if any(p.get('shared_rows') for c in curves.values() for p in c):
+    text += (' † marks sizes whose repeats share rows (too few synthetic rows for disjoint '
+             'sets, or the whole real pool): mean only, as overlapping draws understate the '
+             'spread.')
+  return text
 
 
 def _scaling(results):
@@ -119,9 +140,9 @@ def _scaling(results):
   hard = _table(
       ['distractors', 'hardness % real', 'hardness % synthetic', "hardness % real' (floor)",
        'HR@1 % real', 'HR@1 % synthetic'],
-      [(f'{s:,}', _mean_std(_by_size(real, 'hard').get(s)),
-        _mean_std(_by_size(syn, 'hard').get(s)), _mean_std(_by_size(real2, 'hard').get(s)),
-        _mean_std(_by_size(real, 'hr1').get(s)), _mean_std(_by_size(syn, 'hr1').get(s)))
+      [(f'{s:,}', _mean_std(_point(real, s), 'hard'), _mean_std(_point(syn, s), 'hard'),
+        _mean_std(_point(real2, s), 'hard'), _mean_std(_point(real, s), 'hr1'),
+        _mean_std(_point(syn, s), 'hr1'))
        for s in sizes])
   header = ['distractors', 'kind', 'HR@1 %', f'top-{results["settings"]["eval"]["index"]["k"]} %']
   has_tracks = any('track1' in p for c in (real, syn) for p in c)
@@ -130,21 +151,21 @@ def _scaling(results):
   rows = []
   for s in sizes:
     for kind, curve in (('real', real), ('synthetic', syn)):
-      p = next((p for p in curve if p['size'] == s), None)
+      p = _point(curve, s)
       if p is None:
         continue
-      row = [f'{s:,}', kind, _mean_std(p['hr1']), _mean_std(p['topk'])]
+      row = [f'{s:,}', kind, _mean_std(p, 'hr1'), _mean_std(p, 'topk')]
       if has_tracks:
-        row += [_mean_std(p.get('track1')), _mean_std(p.get('near1'))]
+        row += [_mean_std(p, 'track1'), _mean_std(p, 'near1')]
       rows.append(row)
-  repeats = results['settings']['eval']['repeats']
+  spread = _spread_text(curves, results['settings']['eval']['repeats'])
   return '\n\n'.join([
       'Hardness: share of queries whose best distractor (exact inner product, over the whole '
       'distractor set) outscores their true reference match. It is what a distractor is for, '
-      'so real and synthetic rates side by side are the headline fidelity figure.',
+      'so real and synthetic rates side by side are the headline fidelity figure. Both tables: '
+      + spread,
       hard,
-      f'Retrieval: IVF-PQ top-k, re-ranked by exact inner product; mean ± std over {repeats} '
-      'repeats, each with a fresh distractor set.',
+      'Retrieval: IVF-PQ top-k, re-ranked by exact inner product.',
       _table(header, rows)])
 
 
@@ -213,7 +234,9 @@ def _band(ax, curve, key, label, color):
     return
   x = np.array([p['size'] for p in curve])
   m = np.array([p[key]['mean'] for p in curve]) * 100
-  s = np.array([p[key]['std'] for p in curve]) * 100
+  # No band where the table shows no ± (`_mean_std`).
+  s = np.array([0.0 if p[key]['std'] is None or p.get('shared_rows') else p[key]['std']
+                for p in curve]) * 100
   ax.plot(x, m, 'o-', color=color, label=label, ms=4)
   ax.fill_between(x, m - s, m + s, color=color, alpha=0.2, lw=0)
 
@@ -230,7 +253,8 @@ def _tick_labels(sizes, min_ratio=1.5):
 
 
 def plot_scaling(results, path):
-  """HR@1 and hardness against distractor count (log x), mean ± std bands."""
+  """HR@1 and hardness against distractor count (log x), mean ± std bands
+  where the repeats are independent."""
   fig, (ax_hr, ax_hard) = plt.subplots(1, 2, figsize=(11, 4))
   for kind, label, color in _CURVES:
     curve = results['scaling'].get(kind, [])

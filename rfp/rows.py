@@ -8,6 +8,7 @@ without copying, so a database of references plus 100M distractors is a
 """
 
 import numpy as np
+from tqdm import tqdm
 
 from rfp.errors import InputError
 
@@ -43,6 +44,27 @@ def check_finite(x_nd, name, rows):
   bad = ~np.isfinite(x_nd).all(1)
   if bad.any():
     raise InputError(f'{name}: row {rows[np.argmax(bad)]} holds NaN or Inf')
+
+
+def finite_chunks(source, name, progress=False, desc='NaN/Inf check', chunk_rows=CHUNK_ROWS):
+  """`source.chunks()`, each checked by `check_finite` (naming `name` and the row)
+  as it streams past, with a progress bar: a pass that reads the rows for
+  another purpose checks them at no extra cost."""
+  with tqdm(total=source.n, desc=desc, unit='row', unit_scale=True, dynamic_ncols=True,
+            mininterval=0.5, leave=False, disable=not progress) as bar:
+    for start, x in source.chunks(chunk_rows):
+      check_finite(x, name, range(start, start + len(x)))
+      bar.update(len(x))
+      yield start, x
+
+
+def check_files_finite(files, progress=False):
+  """One streaming pass over each embedding file (`rfp.data.Embeddings`): an
+  InputError names the file and row of the first NaN or Inf, before any of
+  its rows is used."""
+  for emb in files:
+    for _ in finite_chunks(emb, emb.path, progress, desc=f'NaN/Inf check {emb.path.name}'):
+      pass
 
 
 class ArrayRows(Rows):

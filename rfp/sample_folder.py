@@ -12,7 +12,6 @@ rows already sampled never starts it.
 
 import io
 import pathlib
-import shutil
 
 import numpy as np
 
@@ -67,26 +66,14 @@ def check_shard(path, rows, dim, dtype):
   return None
 
 
-def size_text(nbytes):
-  for unit in ('B', 'kB', 'MB', 'GB'):
-    if nbytes < 1000:
-      break
-    nbytes /= 1000
-  else:
-    unit = 'TB'
-  return f'{nbytes:.1f} {unit}'
-
-
 def check_disk(folder, todo, rows, dim, dtype):
   """Refuses to start when the shards still to write do not fit on the disk."""
   needed = sum(_npy_bytes(rows[i], dim, dtype) for i in todo)
   # Partial shards are overwritten, so their space counts as free.
   reclaimable = sum(tmp_path(shard_path(folder, i)).stat().st_size for i in todo
                     if tmp_path(shard_path(folder, i)).exists())
-  free = shutil.disk_usage(folder).free + reclaimable
-  if needed > free:
-    raise InputError(f'{folder}: {len(todo)} shards need {size_text(needed)} but only '
-                     f'{size_text(free)} is free; free space, or use fewer rows or float16')
+  files.check_output(folder, needed - reclaimable, what=f'{len(todo)} shards',
+                     hint='free space, or use fewer rows or float16')
 
 
 def check_manifest(folder, manifest):
@@ -188,8 +175,8 @@ def synthetic_rows(eval_cfg, sample_cfg, workdir, dim, needed, minimum, progress
   `eval.synthetic` names a folder of shards; otherwise `needed` rows come
   from the run's best checkpoint with the settings of `sample_cfg` (a
   `sample` config section), sampled into WORKDIR/samples unless a
-  complete folder of at least `minimum` rows is already there.
-  Returns (rows, info dict).
+  complete folder of at least `minimum` rows is already there. Every row is
+  checked for NaN/Inf (one pass). Returns (rows, info dict).
   """
   sampled_now = False
   if eval_cfg.synthetic:
@@ -211,6 +198,7 @@ def synthetic_rows(eval_cfg, sample_cfg, workdir, dim, needed, minimum, progress
   rows = rows_lib.Stack([shard_rows(a) for a in shards])
   if rows.dim != dim:
     raise InputError(f'{folder}: synthetic rows have dimension {rows.dim}, the references {dim}')
+  rows_lib.check_files_finite(rows.parts, progress)
   return rows, {'folder': str(folder), 'rows': rows.n, 'sampled_now': sampled_now,
                 **{k: manifest.get(k) for k in ('seed', 'solver', 'steps', 'dtype', 'sphere',
                                                 'checkpoint')}}

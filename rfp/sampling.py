@@ -196,13 +196,12 @@ def write_samples(workdir, folder, sample_cfg, progress=True, devices=None):
 
   Resumable: complete shards are kept as they are, partial ones are redone.
   With several JAX processes each writes only its shards (`i % process_count`).
-  Raises InputError for bad settings, a missing run, a folder holding samples
-  made with other settings, or too little disk space.
+  Raises InputError for bad settings, a missing run, a folder that cannot be
+  written or holds samples made with other settings, or too little disk space.
   """
   check_config(sample_cfg)
   workdir, folder = pathlib.Path(workdir), pathlib.Path(folder)
-  if folder.exists() and not folder.is_dir():
-    raise InputError(f'{folder}: exists and is not a folder')
+  files.check_output(folder)  # Before the checkpoint loads; the shards' size once known.
   run_config, params, stats, meta = checkpoint.load_run(workdir, sample_cfg.checkpoint)
   model_cfg = run_config.model.copy_and_resolve_references()
   model_cfg.dtype = sample_cfg.matmul_dtype or model_cfg.dtype

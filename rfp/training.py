@@ -171,7 +171,7 @@ def _probe_sets(config, emb, val_rows):
   probes = emb.take(np.sort(rng.choice(val_rows, min(config.train.probe_rows, len(val_rows)),
                                        replace=False)))
   real = emb.take(data.rows_far_from(val_rows, emb.n, config.train.val_samples,
-                                     config.data.val_block_rows, rng))
+                                     config.data.val_guard_rows, rng))
   return probes, real
 
 

@@ -4,7 +4,11 @@ import jax
 
 jax.config.update('jax_num_cpu_devices', 4)
 
+import os  # pylint: disable=g-import-not-at-top,wrong-import-position
 import pathlib  # pylint: disable=g-import-not-at-top,wrong-import-position
+import signal  # pylint: disable=g-import-not-at-top,wrong-import-position
+import subprocess  # pylint: disable=g-import-not-at-top,wrong-import-position
+import time  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 import numpy as np
 import pytest
@@ -12,6 +16,23 @@ import pytest
 from rfp import cli
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+# The scripts run as subprocesses see four devices too: the trained_run
+# fixture's checkpoints were saved from four.
+SCRIPT_ENV = {**os.environ, 'XLA_FLAGS': '--xla_force_host_platform_device_count=4',
+              'PYTHONPATH': str(ROOT)}
+
+
+def kill_when(cmd, ready, timeout=300):
+  """Runs `cmd` (a script, in the repository root) and kills it with SIGKILL,
+  as a crash would, as soon as `ready()` holds."""
+  proc = subprocess.Popen(cmd, env=SCRIPT_ENV, cwd=ROOT, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+  deadline = time.monotonic() + timeout
+  while not ready() and proc.poll() is None:
+    assert time.monotonic() < deadline
+    time.sleep(0.01)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
 
 
 def unit_rows(n, dim=128, seed=0, dtype=np.float32):
@@ -34,15 +55,26 @@ def mixture(n, dim=16, modes=8, spread=0.08, seed=0):
   return x.astype(np.float32), centres.astype(np.float32)
 
 
+TINY = {'model.width': 128, 'model.depth': 2, 'model.hidden': 256, 'train.epochs': 6,
+        'train.batch_size': 128, 'train.lr': 3e-3, 'train.warmup_steps': 10,
+        'train.val_samples': 256, 'train.log_every': 10, 'sample.steps': 8,
+        'sample.solver': 'euler', 'sample.batch_size': 256}
+
+
+def tiny_items(train_path, dim=16, **overrides):
+  """{key: value} that shrink the demo config to a model that trains in seconds."""
+  return {'data.train': str(train_path), 'model.dim': dim, **TINY, **overrides}
+
+
+def config_flags(items):
+  """`--config.KEY=VALUE` flags setting `items` on a command line."""
+  return [f'--config.{key}={value!r}' for key, value in items.items()]
+
+
 def tiny_config(train_path, dim=16, **overrides):
   """The demo config shrunk to a model that trains in seconds."""
   config = cli.load_config(ROOT / 'configs' / 'demo.py')
-  items = {'data.train': str(train_path), 'model.dim': dim, 'model.width': 128,
-           'model.depth': 2, 'model.hidden': 256, 'train.epochs': 6, 'train.batch_size': 128,
-           'train.lr': 3e-3, 'train.warmup_steps': 10, 'train.val_samples': 256, 'train.log_every': 10,
-           'sample.steps': 8, 'sample.solver': 'euler', 'sample.batch_size': 256,
-           **overrides}
-  for key, value in items.items():
+  for key, value in tiny_items(train_path, dim, **overrides).items():
     cli.apply_override(config, f'{key}={value!r}')
   return config
 

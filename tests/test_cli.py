@@ -1,6 +1,8 @@
-"""Config files and overrides, and what train.py says about bad input."""
+"""Config files and overrides, what the scripts say about bad input, the README's commands."""
 
 import hashlib
+import json
+import shlex
 import subprocess
 import sys
 
@@ -9,7 +11,7 @@ import pytest
 
 from rfp import cli
 from rfp.errors import InputError
-from conftest import ROOT
+from conftest import ROOT, TINY, config_flags, mixture
 
 
 @pytest.mark.parametrize('name', ['base', 'demo', 'nafp', 'grafprint', 'peaknetfp', 'nmfp'])
@@ -47,7 +49,8 @@ def test_unknown_key_names_the_key_and_the_config():
 
 
 def _run_train(tmp_path, *args):
-  cmd = [sys.executable, str(ROOT / 'train.py'), '--workdir', str(tmp_path / 'run'), *args]
+  cmd = [sys.executable, str(ROOT / 'train.py'), '--quiet', '--workdir', str(tmp_path / 'run'),
+         *args]
   return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
 
 
@@ -64,8 +67,8 @@ def _make_cases(tmp_path):
   return {
       'missing.npy': 'file not found',
       'short.mm': 'does not match shape',
-      'dim64.npy': 'dimension 64, expected 128',
-      'nan.npy': '1 rows contain NaN or Inf',
+      'dim64.npy': 'dimension 64 but the config sets model.dim=128; pass --config.model.dim=64',
+      'nan.npy': 'row 3 holds NaN or Inf',
       'empty.npy': 'file is empty',
   }
 
@@ -74,7 +77,7 @@ def test_bad_inputs_fail_in_one_line_and_stay_unchanged(tmp_path):
   cases = _make_cases(tmp_path)
   before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in tmp_path.iterdir()}
   for name, message in cases.items():
-    proc = _run_train(tmp_path, f'--config.data.train={tmp_path / name}')
+    proc = _run_train(tmp_path, f'--config.data.train={tmp_path / name}', '--config.model.dim=128')
     assert proc.returncode == 2, (name, proc.stderr)
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and 'Traceback' not in proc.stderr, (name, proc.stderr)
@@ -91,3 +94,81 @@ def test_help_describes_the_command():
   proc = subprocess.run([sys.executable, str(ROOT / 'train.py'), '--help'], capture_output=True,
                         text=True, cwd=ROOT, timeout=60)
   assert proc.returncode == 0 and '--workdir' in proc.stdout and '--config.' in proc.stdout
+
+
+def test_an_unwritable_run_folder_fails_in_one_line(tmp_path):
+  np.save(tmp_path / 'x.npy', mixture(1000)[0])
+  (tmp_path / 'file').write_text('')
+  proc = _run_train(tmp_path / 'file', f'--config.data.train={tmp_path / "x.npy"}')
+  assert proc.returncode == 2 and proc.stderr.count('\n') == 1, proc.stderr
+  assert proc.stderr.startswith(f'error: {tmp_path / "file" / "run"}: cannot be created')
+
+
+def test_an_os_error_is_one_line_as_a_last_resort(capsys):
+  @cli.main
+  def fails():
+    raise PermissionError(13, 'Permission denied', '/somewhere/results.json')
+
+  with pytest.raises(SystemExit) as e:
+    fails()
+  assert e.value.code == 1
+  err = capsys.readouterr().err
+  assert err == "error: [Errno 13] Permission denied: '/somewhere/results.json'\n"
+
+
+@pytest.mark.parametrize('script', ['train.py', 'sample.py', 'evaluate.py'])
+def test_every_script_takes_quiet(script):
+  proc = subprocess.run([sys.executable, str(ROOT / script), '--help'], capture_output=True,
+                        text=True, cwd=ROOT, timeout=60)
+  assert proc.returncode == 0 and '--quiet' in proc.stdout
+
+
+def _mm(path, x):
+  path.parent.mkdir(parents=True, exist_ok=True)
+  x.astype(np.float32).tofile(path)
+  np.save(path.with_name(path.stem + '_shape.npy'), np.array(x.shape))
+
+
+def test_readme_commands_for_your_own_system_run_as_written(tmp_path):
+  """The README's block, with its paths on a tiny 16-d NAFP-style fixture and a
+  tiny model, run by bash from the repository root, environment and all."""
+  if not (ROOT / '.venv' / 'bin' / 'activate').exists():
+    pytest.skip('no .venv: make setup creates it')
+  x, _ = mixture(7400, dim=16)
+  refs, pool, train = x[:1200], x[1200:4400], x[4400:]
+  queries = refs[:200] + 0.02 * np.random.default_rng(0).normal(size=(200, 16))
+  for name, rows in (('db', refs), ('query', queries), ('dummy_db', pool)):
+    _mm(tmp_path / 'test' / f'{name}.mm', rows)
+  _mm(tmp_path / 'train' / 'dummy_db.mm', train)
+  readme = (ROOT / 'README.md').read_text().split('## Your own system', 1)[1]
+  block = readme.split('```bash\n', 1)[1].split('```', 1)[0].replace('\\\n', ' ')
+  commands = [shlex.split(line, comments=True) for line in block.splitlines()]
+  paths = {'/data/nafp/dummy_db.mm': str(tmp_path / 'train' / 'dummy_db.mm'),
+           '/data/nafp/test': str(tmp_path / 'test'), 'runs/nafp': str(tmp_path / 'run'),
+           '[1000000,10000000,100000000]': '[300,1000]'}
+  counts = {'100000000': '2400', '64': '2'}  # Whole words: --n, --shards.
+  tiny = {'train.py': config_flags({**TINY, 'train.epochs': 2}),
+          'evaluate.py': config_flags({
+              'eval.repeats': 2, 'eval.num_queries': 100, 'eval.fidelity_rows': 600,
+              'eval.index.nlist': 16, 'eval.index.nprobe': 16, 'eval.index.code_bytes': 8,
+              'eval.index.train_rows': 2000})}
+  script, used = ['set -e'], set()
+  for words in commands:
+    if not words or words[0] == 'make':  # `make setup` made the .venv this test needs.
+      continue
+    used |= {old for old in paths if any(old in w for w in words)} | set(counts) & set(words)
+    for old, new in paths.items():
+      words = [w.replace(old, new) for w in words]
+    words = [counts.get(w, w) for w in words]
+    script.append(shlex.join(words + tiny.get(words[1] if len(words) > 1 else '', [])))
+  missing = (set(paths) | set(counts)) - used
+  assert not missing, f'the README no longer says {missing}'
+  assert script[1] == 'source .venv/bin/activate' and len(script) == 5, script
+  # Each command names its run folder: none may write into the repository's runs/.
+  assert all(f'--workdir {tmp_path / "run"}' in line for line in script[2:]), script
+  proc = subprocess.run(['bash', '-c', '\n'.join(script)], capture_output=True, text=True,
+                        cwd=ROOT, timeout=900)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  results = json.loads((tmp_path / 'run' / 'eval' / 'results.json').read_text())
+  assert results['inputs']['dim'] == 16  # Read from the data: configs/nafp.py sets no dimension.
+  assert [p['size'] for p in results['scaling']['synthetic']] == [300, 1000]

@@ -3,6 +3,7 @@
 import hashlib
 import json
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -75,11 +76,12 @@ def _checksums(folder):
           for p in sorted(pathlib.Path(folder).rglob('*')) if p.is_file()}
 
 
-def test_evaluate_end_to_end_leaves_inputs_untouched(dataset, tmp_path):
+def test_evaluate_end_to_end_leaves_inputs_untouched(dataset, tmp_path, capsys):
   root, workdir, paths = dataset
   before = _checksums(root)
   evaluate.main(['--workdir', str(workdir), '--out', str(tmp_path / 'out'), '--quiet',
                  *_overrides(paths, root / 'synthetic')])
+  assert capsys.readouterr().err == ''  # --quiet: no progress bars.
   assert _checksums(root) == before
   for name in ('results.json', 'report.md', 'scaling.png', 'embedding.png'):
     assert (tmp_path / 'out' / name).stat().st_size > 0
@@ -90,6 +92,8 @@ def test_evaluate_end_to_end_leaves_inputs_untouched(dataset, tmp_path):
   assert [p['size'] for p in curves['real2']] == [300, 2000, 3000]
   assert any('real curve ends with the whole pool' in n for n in results['notes'])
   assert any('share rows' in n for n in results['notes'])  # 2 x 5,000 > 6,000 synthetic.
+  assert [p['shared_rows'] for p in curves['synthetic']] == [False, False, False, True]
+  assert [p['shared_rows'] for p in curves['real']] == [False, False, True]  # The whole pool.
   for kind in ('real', 'synthetic'):
     for point in curves[kind]:
       assert len(point['repeats']) == 2
@@ -107,14 +111,25 @@ def test_evaluate_end_to_end_leaves_inputs_untouched(dataset, tmp_path):
   assert (t['size_lo'], t['size_hi']) == (300, 5000)
   report = (tmp_path / 'out' / 'report.md').read_text()
   assert 'FD sees only means and covariances' in report and 'Degradation %' in report
+  # Means only (†) where the repeats shared rows; no density of 1,000 against N(0, I).
+  rows = {tuple(c.strip() for c in line.split('|')[1:3]): line for line in report.splitlines()
+          if line.startswith('| ')}
+  assert ' ± ' not in rows['5,000', 'synthetic'] and '†' in rows['5,000', 'synthetic']
+  assert ' ± ' not in rows['3,000', 'real'] and ' ± ' in rows['2,000', 'real']
+  assert pairs['synthetic_vs_gaussian']['density'] is None
+  assert 'S ‖ G: no precision, recall, density or coverage' in report
 
 
-def test_shared_index_training_serves_every_point(dataset, tmp_path):
+def test_shared_index_training_serves_every_point(dataset, tmp_path, capsys):
   root, workdir, paths = dataset
-  evaluate.main(['--workdir', str(workdir), '--out', str(tmp_path / 'out'), '--quiet',
+  evaluate.main(['--workdir', str(workdir), '--out', str(tmp_path / 'out'),
                  *_overrides(paths, root / 'synthetic', **{
                      'eval.sizes': [300, 2000], 'eval.repeats': 1,
                      'eval.index.shared_training': True})])
+  # Every long phase shows progress, the shared index's training too (it has no steps).
+  progress = capsys.readouterr().err
+  for phase in ('NaN/Inf check', 'fidelity', 'training the shared index on 2,000 rows', 'scaling'):
+    assert phase in progress, phase
   results = json.loads((tmp_path / 'out' / 'results.json').read_text())
   points = [p for kind in ('real', 'synthetic') for c in results['scaling'][kind]
             for p in c['repeats']]
@@ -124,7 +139,10 @@ def test_shared_index_training_serves_every_point(dataset, tmp_path):
   assert points[0]['index']['train_rows'] == 2000
   for r, s in zip(results['scaling']['real'], results['scaling']['synthetic']):
     assert abs(r['hr1']['mean'] - s['hr1']['mean']) < 0.15
-  assert 'trained on up to 2,000 rows once' in (tmp_path / 'out' / 'report.md').read_text()
+  report = (tmp_path / 'out' / 'report.md').read_text()
+  assert 'trained on up to 2,000 rows once' in report
+  assert 'one distractor set per size, so no spread is shown' in report
+  assert not re.search(r'\d ± \d', report)
 
 
 def _nafp_folder(root, refs, queries, pool):
@@ -171,11 +189,18 @@ def _bad_file(root, name, array):
     ('gt_length', 'has 149 entries but'),
     ('dim_mismatch', 'have dimension 8 but the references'),
     ('real_size_beyond_pool', '5,000 real distractors asked for'),
+    ('pool_nan_row', 'pool.npy: row 1234 holds NaN or Inf'),
+    ('pool_every_tenth_row_nan', 'pool.npy: row 9 holds NaN or Inf'),
+    ('synthetic_inf', 'shard-00001.npy: row 17 holds NaN or Inf'),
+    ('second_real_set_nan', 'train.npy: row 42 holds NaN or Inf'),
+    ('out_unwritable', 'file/out: cannot be created'),
 ])
 def test_bad_inputs_fail_in_one_line(dataset, tmp_path, case, message):
+  """Each before any figure is computed (the NaN checks precede fidelity and faiss)."""
   root, workdir, paths = dataset
-  paths, extra = dict(paths), {}
+  paths, extra, synthetic, args = dict(paths), {}, root / 'synthetic', []
   gt = np.load(paths['ground_truth'])
+  pool = np.load(paths['real_distractors'])
   if case == 'gt_out_of_range':
     gt[3] = N_REFS
     paths['ground_truth'] = _bad_file(tmp_path, 'gt.npy', gt)
@@ -185,13 +210,36 @@ def test_bad_inputs_fail_in_one_line(dataset, tmp_path, case, message):
     paths['ground_truth'] = _bad_file(tmp_path, 'gt.npy', gt[:-1])
   elif case == 'dim_mismatch':
     paths['queries'] = _bad_file(tmp_path, 'q.npy', _unit(np.ones((N_QUERIES, 8))))
-  else:
+  elif case == 'real_size_beyond_pool':
     extra['eval.real_sizes'] = [1000, 5000]
-  result = _cli('--workdir', str(workdir), *_overrides(paths, root / 'synthetic', **extra))
+  elif case.startswith('pool_'):
+    if case == 'pool_every_tenth_row_nan':
+      pool[9::10] = np.nan
+    pool[1234, 5] = np.nan
+    paths['real_distractors'] = _bad_file(tmp_path, 'pool.npy', pool)
+  elif case == 'synthetic_inf':
+    synthetic = tmp_path / 'synthetic'
+    shutil.copytree(root / 'synthetic', synthetic)
+    shard = np.load(sample_folder.shard_path(synthetic, 1))
+    shard[17, 3] = np.inf
+    np.save(sample_folder.shard_path(synthetic, 1), shard)
+  elif case == 'second_real_set_nan':
+    train = np.load(root / 'train.npy')
+    train[42] = np.nan
+    run = json.loads((workdir / 'config.json').read_text())
+    run['data']['train'] = str(_bad_file(tmp_path, 'train.npy', train))
+    workdir = tmp_path / 'run'
+    workdir.mkdir()
+    (workdir / 'config.json').write_text(json.dumps(run))
+  else:
+    (tmp_path / 'file').write_text('')
+    args = ['--out', str(tmp_path / 'file' / 'out')]
+  result = _cli('--workdir', str(workdir), *args, *_overrides(paths, synthetic, **extra))
   assert result.returncode == 2, result.stderr
   assert 'Traceback' not in result.stderr
   lines = result.stderr.strip().splitlines()
   assert len(lines) == 1 and lines[0].startswith('error: ') and message in lines[0], lines
+  assert not (workdir / 'eval').exists()
 
 
 def test_samples_from_the_run_when_no_synthetic_folder(trained_run, dataset, tmp_path):

@@ -60,6 +60,9 @@ def test_distractor_sets_are_fresh_per_repeat():
   assert note is None and starts == [0, 300, 600]  # Disjoint slices.
   synthetic, note = scaling.distractor_sets('synthetic', pool, 600, 3, seed=0)
   assert 'share rows' in note and [int(s.read(0, 1)[0, 0]) for s in synthetic] == [0, 200, 400]
+  _, note = scaling.distractor_sets('real', pool, 1000, 2, seed=0)
+  assert note == 'real repeats at 1,000 are the whole pool: the same rows each time'
+  assert scaling.distractor_sets('real', pool, 1000, 1, seed=0)[1] is None  # Nothing shared.
 
 
 def test_sizes_must_be_positive(tmp_path):

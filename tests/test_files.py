@@ -1,6 +1,7 @@
-"""A run's small files: atomic JSON, refusing to mix runs, checkpoint steps."""
+"""A run's small files: atomic JSON, refusing to mix runs, checkpoint steps, output checks."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -42,6 +43,33 @@ def test_run_files_name_the_folder(tmp_path):
     files.read_config(tmp_path)
   with pytest.raises(InputError, match='no trained runs found'):
     files.latest_run(tmp_path)
+
+
+def test_output_folders_are_checked_before_any_work(tmp_path, monkeypatch):
+  files.check_output(tmp_path / 'new' / 'deeper', 10)  # Creatable: fine, and not created.
+  assert not (tmp_path / 'new').exists()
+  (tmp_path / 'file').write_text('')
+  with pytest.raises(InputError, match=r'/file/out: cannot be created: .*/file is a file'):
+    files.check_output(tmp_path / 'file' / 'out')
+  with pytest.raises(InputError, match=r'/file: exists and is not a folder'):
+    files.check_output(tmp_path / 'file')
+  usage = files.shutil.disk_usage(tmp_path)
+  monkeypatch.setattr(files.shutil, 'disk_usage', lambda _: usage._replace(free=1500))
+  files.check_output(tmp_path, 1500)
+  with pytest.raises(InputError, match=r': the report need 2.0 kB but only 1.5 kB is free'):
+    files.check_output(tmp_path / 'out', 2000, what='the report')
+
+
+def test_a_read_only_folder_is_refused(tmp_path):
+  (tmp_path / 'ro').mkdir()
+  (tmp_path / 'ro').chmod(0o555)
+  try:
+    if os.access(tmp_path / 'ro', os.W_OK):
+      pytest.skip('running as root: permission bits do not stop writes')
+    with pytest.raises(InputError, match=r'/ro/out: cannot write there \(.*/ro is not writable\)'):
+      files.check_output(tmp_path / 'ro' / 'out')
+  finally:
+    (tmp_path / 'ro').chmod(0o755)
 
 
 def test_evaluate_help_and_its_modules_do_not_import_jax():

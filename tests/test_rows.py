@@ -1,10 +1,10 @@
-"""Row sources: the views compose files and arrays without copying."""
+"""Row sources: the views compose files and arrays without copying; NaN/Inf checks."""
 
 import numpy as np
 import pytest
 
 from conftest import unit_rows
-from rfp import rows as rows_lib
+from rfp import data, rows as rows_lib
 from rfp.errors import InputError
 
 
@@ -27,6 +27,17 @@ def test_check_finite_names_the_file_row():
   x[3, 1] = np.nan
   with pytest.raises(InputError, match='f.npy: row 13 holds NaN or Inf'):
     rows_lib.check_finite(x, 'f.npy', np.arange(10, 15))
+
+
+def test_every_row_of_every_file_is_checked_in_one_streaming_pass(tmp_path):
+  good, bad = unit_rows(300, 4, 0), unit_rows(rows_lib.CHUNK_ROWS + 100, 4, 1)
+  np.save(tmp_path / 'good.npy', good)
+  bad[rows_lib.CHUNK_ROWS + 7, 2] = np.inf  # In the second chunk: its row id is the file's.
+  np.save(tmp_path / 'bad.npy', bad.astype(np.float16))
+  emb = [data.open_embeddings(tmp_path / name) for name in ('good.npy', 'bad.npy')]
+  rows_lib.check_files_finite(emb[:1])
+  with pytest.raises(InputError, match=f'bad.npy: row {rows_lib.CHUNK_ROWS + 7} holds NaN or Inf'):
+    rows_lib.check_files_finite(emb, progress=True)
 
 
 def test_sample_rows_are_distinct_and_sorted():

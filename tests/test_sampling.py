@@ -3,10 +3,8 @@
 import collections
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import jax
 import numpy as np
@@ -14,16 +12,12 @@ import pytest
 
 from rfp import cli, files, sample_folder, sampling, sharding
 from rfp.errors import InputError
-from conftest import ROOT
-
-# The trained_run fixture saves its checkpoint from 4 devices; subprocesses see the same.
-_ENV = {**os.environ, 'XLA_FLAGS': '--xla_force_host_platform_device_count=4',
-        'PYTHONPATH': str(ROOT)}
+from conftest import ROOT, SCRIPT_ENV, kill_when
 
 
 def _sample_cli(*args, timeout=300):
   return subprocess.run([sys.executable, str(ROOT / 'sample.py'), '--no-progress', *args],
-                        capture_output=True, text=True, env=_ENV, cwd=ROOT, timeout=timeout)
+                        capture_output=True, text=True, env=SCRIPT_ENV, cwd=ROOT, timeout=timeout)
 
 
 def _write(workdir, out, n, shards, progress=False, devices=None, **settings):
@@ -162,7 +156,7 @@ def test_different_settings_are_refused(trained_run, tmp_path):
 def test_too_little_disk_is_refused(trained_run, tmp_path, monkeypatch):
   workdir, _, _ = trained_run
   usage = collections.namedtuple('Usage', 'total used free')
-  monkeypatch.setattr(sample_folder.shutil, 'disk_usage', lambda _: usage(10**9, 10**9 - 1000, 1000))
+  monkeypatch.setattr(files.shutil, 'disk_usage', lambda _: usage(10**9, 10**9 - 1000, 1000))
   # 4000 rows x 16 dims x 2 bytes in two .npy files, headers included.
   with pytest.raises(InputError, match=r'2 shards need 128\.3 kB but only 1\.0 kB is free'):
     _write(workdir, tmp_path, 4000, 2, progress=False)
@@ -193,15 +187,8 @@ def test_killed_run_resumes_to_the_same_files(trained_run, tmp_path):
   out = tmp_path / 'killed'
   args = ['--workdir', str(workdir), '--out', str(out), '--n', '24000', '--shards', '12',
           '--seed', '3', '--config.sample.batch_size=1000']
-  proc = subprocess.Popen([sys.executable, str(ROOT / 'sample.py'), '--no-progress', *args],
-                          env=_ENV, cwd=ROOT, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.DEVNULL)
-  deadline = time.monotonic() + 120
-  while not sample_folder.shard_path(out, 0).exists() and proc.poll() is None:
-    assert time.monotonic() < deadline
-    time.sleep(0.01)
-  proc.send_signal(signal.SIGKILL)
-  proc.wait()
+  kill_when([sys.executable, str(ROOT / 'sample.py'), '--no-progress', *args],
+            lambda: sample_folder.shard_path(out, 0).exists(), timeout=120)
   assert len(list(out.glob('shard-*.npy'))) < 12, 'finished before it could be killed'
 
   resumed = _sample_cli(*args)
@@ -229,6 +216,15 @@ def test_bad_arguments_fail_with_one_line(trained_run, args, message):
   assert result.returncode == 2
   assert result.stderr.startswith('error: ') and message in result.stderr, result.stderr
   assert result.stderr.count('\n') == 1 and 'Traceback' not in result.stderr
+
+
+def test_an_unwritable_out_folder_fails_in_one_line_before_sampling(trained_run, tmp_path):
+  (tmp_path / 'file').write_text('')
+  result = _sample_cli('--workdir', str(trained_run[0]), '--out', str(tmp_path / 'file' / 'out'),
+                       '--n', '10')
+  assert result.returncode == 2 and result.stderr.count('\n') == 1, result.stderr
+  assert result.stderr.startswith(f'error: {tmp_path / "file" / "out"}: cannot be created: '
+                                  f'{tmp_path / "file"} is a file')
 
 
 def test_cli_refuses_run_without_checkpoint_and_other_settings(trained_run, tmp_path):

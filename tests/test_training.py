@@ -1,6 +1,8 @@
 """Training end to end: it learns, it resumes exactly, it guards its run folder."""
 
 import json
+import subprocess
+import sys
 import tracemalloc
 
 import jax
@@ -9,7 +11,7 @@ import pytest
 
 from rfp import checkpoint, files, metrics, model as model_lib, sampling, sharding, training
 from rfp.errors import InputError
-from conftest import mixture, tiny_config
+from conftest import ROOT, SCRIPT_ENV, config_flags, kill_when, mixture, tiny_config, tiny_items
 
 
 def _samples(workdir, n=2000):
@@ -66,6 +68,9 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, trained_run):
   assert [r['epoch'] for r in logged] == [r['epoch'] for r in expected]
   np.testing.assert_allclose([r['val_fd'] for r in logged], [r['val_fd'] for r in expected],
                              rtol=1e-5)
+  # Epoch 4 was cut at step 100: its loss still averages all of its steps.
+  np.testing.assert_allclose([r['loss'] for r in logged], [r['loss'] for r in expected],
+                             rtol=1e-6)
   resumed = checkpoint.load_run(workdir, 'latest')[1]
   straight = checkpoint.load_run(reference_dir, 'latest')[1]
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), resumed, straight)
@@ -109,3 +114,71 @@ def test_ema_weights_are_what_gets_sampled(tmp_path, trained_run):
   diffs = [(np.array_equal(s, e), float(np.abs(np.asarray(e) - np.asarray(p)).max()))
            for s, e, p in leaves]
   assert all(same for same, _ in diffs) and max(d for _, d in diffs) > 0
+
+
+def _log(workdir):
+  return [json.loads(l) for l in (workdir / 'metrics.jsonl').read_text().splitlines()]
+
+
+def test_killed_train_py_resumes_to_the_same_log(tmp_path, trained_run):
+  """kill -9 at any point (here: mid-epoch, after a checkpoint), then the same command."""
+  reference_dir, x, _ = trained_run
+  np.save(tmp_path / 'train.npy', x)
+  workdir = tmp_path / 'run'
+  # As the trained_run fixture, checkpointing every 10 steps so the kill loses some.
+  flags = config_flags(tiny_items(tmp_path / 'train.npy', **{'train.checkpoint_every': 10}))
+  cmd = [sys.executable, str(ROOT / 'train.py'), '--quiet', '--workdir', str(workdir), *flags]
+  kill_when(cmd, lambda: (files.checkpoint_step(workdir, 'latest') or 0) >= 60)  # In epoch 3.
+  assert (files.checkpoint_step(workdir, 'latest') or 0) < 168, 'finished before the kill'
+  resumed = subprocess.run(cmd, cwd=ROOT, env=SCRIPT_ENV, capture_output=True, text=True,
+                           timeout=600)
+  assert resumed.returncode == 0, resumed.stderr
+  logged, expected = _log(workdir), _log(reference_dir)
+  assert [r['epoch'] for r in logged] == [r['epoch'] for r in expected]
+  for key in ('loss', 'val_fd'):
+    np.testing.assert_allclose([r[key] for r in logged], [r[key] for r in expected], rtol=1e-5)
+
+
+def test_model_dim_comes_from_the_data_unless_the_config_sets_another(tmp_path):
+  x, _ = mixture(1000, dim=8)
+  np.save(tmp_path / 'x8.npy', x)
+  with pytest.raises(InputError, match=r'x8.npy: embeddings have dimension 8 but the config sets '
+                     r'model.dim=16; pass --config.model.dim=8'):
+    training.train_and_evaluate(tiny_config(tmp_path / 'x8.npy', dim=16), tmp_path / 'bad')
+  assert not (tmp_path / 'bad').exists()
+  config = tiny_config(tmp_path / 'x8.npy', dim=None, **{'train.epochs': 1})
+  training.train_and_evaluate(config, tmp_path / 'run', stop_after=2, progress=False)
+  assert files.read_config(tmp_path / 'run')['model']['dim'] == 8
+  assert config.model.dim is None  # The caller's config is left as it was.
+
+
+def test_a_finished_run_continues_for_more_epochs(tmp_path, capsys):
+  x, _ = mixture(1000)
+  np.save(tmp_path / 'x.npy', x)
+  workdir = tmp_path / 'run'
+  short = training.train_and_evaluate(tiny_config(tmp_path / 'x.npy', **{'train.epochs': 1}),
+                                      workdir, progress=False)
+  assert short['step'] == short['total_steps'] == 7  # 900 training rows, batches of 128.
+  longer = training.train_and_evaluate(tiny_config(tmp_path / 'x.npy', **{'train.epochs': 2}),
+                                       workdir, progress=False)
+  assert longer['step'] == longer['total_steps'] == 14
+  assert 'continuing from 1 to 2 epochs; the learning-rate schedule now ends at step 14 ' \
+         '(was 7)' in capsys.readouterr().out
+  assert [(r['epoch'], r['epochs']) for r in _log(workdir)] == [(1, 1), (2, 2)]
+  assert files.read_config(workdir)['train']['epochs'] == 2
+  with pytest.raises(InputError, match='train.epochs can grow .* but not shrink to 1'):
+    training.train_and_evaluate(tiny_config(tmp_path / 'x.npy', **{'train.epochs': 1}), workdir)
+
+
+def test_an_unwritable_or_full_run_folder_is_refused_before_any_work(tmp_path, monkeypatch):
+  x, _ = mixture(1000)
+  np.save(tmp_path / 'x.npy', x)
+  config = tiny_config(tmp_path / 'x.npy')
+  (tmp_path / 'file').write_text('')
+  with pytest.raises(InputError, match=r'file/run: cannot be created: .*file is a file'):
+    training.train_and_evaluate(config, tmp_path / 'file' / 'run')
+  usage = files.shutil.disk_usage(tmp_path)
+  monkeypatch.setattr(files.shutil, 'disk_usage', lambda _: usage._replace(free=1000))
+  with pytest.raises(InputError, match=r'run: checkpoints need .* MB but only 1.0 kB is free'):
+    training.train_and_evaluate(config, tmp_path / 'run')
+  assert not (tmp_path / 'run').exists()

@@ -82,12 +82,14 @@ def _same_file(a, b):
   return a is not None and b is not None and pathlib.Path(a).resolve() == pathlib.Path(b).resolve()
 
 
-def open_inputs(eval_cfg, run_config, nafp=None):
+def open_inputs(eval_cfg, run_config, nafp=None, progress=False):
   """Opens and checks every evaluation input; any problem is one `InputError`.
 
   `eval_cfg` is the `eval` config section; `run_config` the run's config dict (its
   model dimension must match, and its training file, when disjoint from the
-  distractor pool and the references, serves as the second real set).
+  distractor pool and the references, serves as the second real set). Every
+  row of the references, the pool and the second set is checked for NaN/Inf
+  (`progress`: with a bar).
   """
   paths = _resolve_paths(eval_cfg, nafp)
   notes = []
@@ -150,8 +152,8 @@ def open_inputs(eval_cfg, run_config, nafp=None):
   query_rows = rows_lib.sample_rows(queries.n, eval_cfg.num_queries, rng)
   queries_qd = queries.take(query_rows)
   rows_lib.check_finite(queries_qd, queries.path, query_rows)
-  for start, x in reference.chunks():
-    rows_lib.check_finite(x, reference.path, np.arange(start, start + len(x)))
+  # Before any figure: one bad row would shift hardness silently, or stop faiss mid-sweep.
+  rows_lib.check_files_finite([e for e in (reference, real, real2) if e is not None], progress)
   gt = ground_truth[query_rows]
   true_scores = np.einsum('qd,qd->q', queries_qd, reference.take(gt))
   return Inputs(reference, queries_qd, query_rows, gt, true_scores, tracks, real, real2,

@@ -102,11 +102,11 @@ class Plan:
   synthetic_minimum: int  # The fewest that will do (repeats then share rows).
 
 
-def plan(config, run, nafp=None):
+def plan(config, run, nafp=None, progress=False):
   """Checks every input and setting of `config.eval` against the run (its config
   dict `run`); any problem is one `InputError`."""
   eval_cfg = config.eval
-  inputs = inputs_lib.open_inputs(eval_cfg, run, nafp)
+  inputs = inputs_lib.open_inputs(eval_cfg, run, nafp, progress)
   spec = retrieval.IndexSpec.from_config(eval_cfg.index)
   spec.subquantizers(inputs.reference.dim)
   sizes, notes = scaling.plan_sizes(eval_cfg, inputs)
@@ -129,7 +129,8 @@ def evaluate_run(config, run, workdir, the_plan, synthetic, synthetic_info, prog
                      f'the largest size {sizes["synthetic"][-1]:,}; sample more or lower eval.sizes')
   notes = list(the_plan.notes)
   t0 = time.perf_counter()
-  fid, maps = fidelity_lib.fidelity(inputs, synthetic, eval_cfg.fidelity_rows, eval_cfg.seed)
+  fid, maps = fidelity_lib.fidelity(inputs, synthetic, eval_cfg.fidelity_rows, eval_cfg.seed,
+                                    progress)
   t1 = time.perf_counter()
   curves, sweep_notes = scaling.sweep(inputs, synthetic, sizes, eval_cfg, spec, progress)
   t2 = time.perf_counter()

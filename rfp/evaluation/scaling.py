@@ -95,7 +95,11 @@ def retrieval_point(inputs, distractors, spec, rng, bar=None, trained=None):
       bar.update(len(x))
 
   t0 = time.perf_counter()
+  if bar is not None and trained is None:
+    bar.set_postfix_str('training the index')  # The bar stands still meanwhile.
   index = retrieval.build_index(db, spec, rng, on_chunk=on_chunk, trained=trained)
+  if bar is not None:
+    bar.set_postfix_str('')
   t1 = time.perf_counter()
   ids, _ = retrieval.search(index, inputs.queries_qd, db, spec.k)
   t2 = time.perf_counter()
@@ -107,16 +111,20 @@ def retrieval_point(inputs, distractors, spec, rng, bar=None, trained=None):
 
 
 def distractor_sets(kind, source, size, repeats, seed):
-  """The `repeats` distractor sets of one size, with a note if they overlap.
+  """The `repeats` distractor sets of one size, with a note if they share rows.
 
-  Real (and second-real) sets are random subsets of their pool. Synthetic
-  rows are independent draws, so repeats take disjoint contiguous slices
-  (sequential reads from the shards) as long as there are enough rows.
+  Real (and second-real) sets are random subsets of their pool; at the
+  pool's size every repeat is the whole pool. Synthetic rows are independent
+  draws, so repeats take disjoint contiguous slices (sequential reads from the
+  shards) as long as there are enough rows.
   """
   if kind != 'synthetic':
     salt = {'real': 1, 'real2': 2}[kind]
+    note = (f'{kind} repeats at {size:,} are the whole pool: the same rows each time'
+            if size >= source.n and repeats > 1 else None)
     return [rows_lib.Subset(source, rows_lib.sample_rows(
-        source.n, size, np.random.default_rng([seed, salt, size, r]))) for r in range(repeats)], None
+        source.n, size, np.random.default_rng([seed, salt, size, r])))
+            for r in range(repeats)], note
   if source.n >= repeats * size:
     return [rows_lib.Slice(source, r * size, (r + 1) * size) for r in range(repeats)], None
   step = (source.n - size) / max(repeats - 1, 1)
@@ -127,12 +135,12 @@ def distractor_sets(kind, source, size, repeats, seed):
 
 
 def _summary(points, keys):
-  """Mean and sample std over repeats of each metric."""
+  """Mean and sample std over repeats of each metric (std None for one repeat)."""
   out = {}
   for key in keys:
     values = np.array([p[key] for p in points], np.float64)
     out[key] = {'mean': float(values.mean()),
-                'std': float(values.std(ddof=1)) if len(values) > 1 else 0.0}
+                'std': float(values.std(ddof=1)) if len(values) > 1 else None}
   return out
 
 
@@ -148,7 +156,10 @@ def sweep(inputs, synthetic, plan, eval_cfg, spec, progress=True):
     # One codebook for every point, trained on references and real rows when
     # there are any: curves then differ only by their distractors.
     pool = rows_lib.Stack([inputs.reference, inputs.real if inputs.real is not None else synthetic])
-    trained = retrieval.train_index(pool, spec, np.random.default_rng([eval_cfg.seed, 4]))
+    with tqdm(total=1, desc=f'training the shared index on {min(spec.train_rows, pool.n):,} rows',
+              bar_format='{desc} ({elapsed})', disable=not progress) as bar:
+      trained = retrieval.train_index(pool, spec, np.random.default_rng([eval_cfg.seed, 4]))
+      bar.update()
   with tqdm(total=total, unit='row', unit_scale=True, desc='scaling', dynamic_ncols=True,
             disable=not progress, mininterval=0.5) as bar:
     for kind in ('real', 'synthetic', 'real2'):
@@ -166,6 +177,8 @@ def sweep(inputs, synthetic, plan, eval_cfg, spec, progress=True):
             rng = np.random.default_rng([eval_cfg.seed, 3, kind_ids[kind], size, r])
             points.append(retrieval_point(inputs, distractors, spec, rng, bar, trained))
         keys = [k for k in points[0] if k not in ('index', 'seconds')]
-        curve.append({'size': size, **_summary(points, keys), 'repeats': points})
+        # Repeats that share rows are not independent: their std understates the spread.
+        curve.append({'size': size, **_summary(points, keys), 'shared_rows': note is not None,
+                      'repeats': points})
       curves[kind] = curve
   return curves, notes
