@@ -24,8 +24,9 @@ def get_config():
       val_fraction=0.05,
       val_max=10_000,
       # Validation holds out blocks of this many consecutive rows: whole
-      # tracks, as systems store a track's windows consecutively.
-      val_block_rows=512,
+      # tracks (a few minutes each at 0.5 s hop), as every system stores a
+      # track's windows consecutively.
+      val_block_rows=2048,
       # Real rows that held-out rows are compared with (the probe criterion)
       # lie at least this far from them: other tracks, not the same one.
       val_guard_rows=2048,

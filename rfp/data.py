@@ -204,6 +204,16 @@ def split_rows(n, val_fraction, val_max, seed, block_rows):
   return np.sort(np.concatenate(rows))
 
 
+def interior_rows(rows_sorted, n, margin):
+  """The rows of `rows_sorted` more than `margin` rows from any row outside it
+  (the file's ends do not count): the heart of each held-out block, from
+  tracks the model did not see even in part."""
+  runs = np.split(rows_sorted, np.flatnonzero(np.diff(rows_sorted) != 1) + 1)
+  keep = [r[(r >= r[0] + (margin if r[0] > 0 else 0)) &
+            (r <= r[-1] - (margin if r[-1] < n - 1 else 0))] for r in runs if len(r)]
+  return np.concatenate(keep) if keep else rows_sorted[:0]
+
+
 def rows_far_from(rows_sorted, n, count, distance, rng):
   """Up to `count` rows of `n` in random order, none within `distance` of
   `rows_sorted`: rows from other tracks than the held-out ones, as far as

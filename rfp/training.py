@@ -166,12 +166,23 @@ def _prepare_data(config, workdir, emb, progress):
 
 
 def _probe_sets(config, emb, val_rows):
-  """(probes, real rows of other tracks) for `hardness.probe_gaps`, fixed per run."""
+  """(probes, real rows of other tracks) for `hardness.probe_gaps`, fixed per run.
+
+  Probes come from the heart of the held-out blocks, a quarter block from any
+  training row, so the model has not heard their tracks; real rows lie
+  `data.val_guard_rows` from every held-out row. Small files, where neither
+  exists, fall back to all held-out rows and all training rows.
+  """
   rng = np.random.default_rng([config.train.seed, 0x9b0e])
-  probes = emb.take(np.sort(rng.choice(val_rows, min(config.train.probe_rows, len(val_rows)),
+  pool = data.interior_rows(val_rows, emb.n, config.data.val_block_rows // 4)
+  pool = pool if len(pool) else val_rows
+  probes = emb.take(np.sort(rng.choice(pool, min(config.train.probe_rows, len(pool)),
                                        replace=False)))
-  real = emb.take(data.rows_far_from(val_rows, emb.n, config.train.val_samples,
-                                     config.data.val_guard_rows, rng))
+  far = data.rows_far_from(val_rows, emb.n, config.train.val_samples,
+                           config.data.val_guard_rows, rng)
+  if len(far) < config.train.val_samples // 10:
+    far = data.rows_far_from(val_rows, emb.n, config.train.val_samples, 0, rng)
+  real = emb.take(far)
   return probes, real
 
 

@@ -163,3 +163,13 @@ def test_a_million_row_memmap_streams_in_bounded_memory(million_row_memmap):
   assert summary['rows'] == n and not stream.in_memory
   assert rows == stream.steps_per_epoch * 4096 > 0.98 * (n - 10_000)
   assert peak < emb.nbytes / 8, f'peak {peak / 2**20:.0f} MiB for a {emb.nbytes / 2**20:.0f} MiB file'
+
+
+def test_held_out_blocks_their_hearts_and_rows_far_from_them():
+  val = data.split_rows(10_000, 0.25, 10_000, seed=0, block_rows=1000)
+  assert len(val) == 2500 and len(np.split(val, np.flatnonzero(np.diff(val) != 1) + 1)) <= 3
+  heart = data.interior_rows(np.arange(1000, 3000), 10_000, margin=250)
+  assert (heart.min(), heart.max()) == (1250, 2749)
+  assert data.interior_rows(np.arange(0, 500), 10_000, margin=100).min() == 0  # File start.
+  far = data.rows_far_from(np.arange(1000, 3000), 10_000, 500, 400, np.random.default_rng(0))
+  assert len(far) == 500 and not ((far >= 600) & (far <= 3400)).any()
