@@ -27,7 +27,8 @@ def main(argv=None):
                                        progress=not args.quiet)
   if result.get('best_score') is not None:
     print(f'{workdir}: step {result["step"]}/{result["total_steps"]}, best checkpoint: epoch '
-          f'{result["best_epoch"]} ({result["select"]} {result["best_score"]:.3e})')
+          f'{result["best_epoch"]} ({result["select"]} {result["best_score"]:.3e}), sampling '
+          f'temperature {result["temperature"]}')
 
 
 if __name__ == '__main__':

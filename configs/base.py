@@ -67,6 +67,8 @@ def get_config():
       # training rows are unit-norm (every system's are).
       sphere=config_dict.placeholder(bool),
       checkpoint='best',  # 'best' (selected by train.select) or 'latest'.
+      # Noise scale; None: the run's calibrated one (rfp.calibration), else 1.
+      temperature=config_dict.placeholder(float),
       matmul_dtype=config_dict.placeholder(str),  # Override model.dtype while sampling.
   ))
 

@@ -25,7 +25,7 @@ FORMAT = 'rfp-samples/1'
 # Manifest fields that decide the rows' values: a folder holding any other
 # value for one of them cannot be resumed or extended by this run.
 IDENTITY = ('format', 'n', 'shards', 'rows_per_shard', 'dim', 'dtype', 'seed', 'solver',
-            'steps', 'matmul_dtype', 'sphere', 'noise', 'checkpoint.step', 'model')
+            'steps', 'matmul_dtype', 'sphere', 'temperature', 'noise', 'checkpoint.step', 'model')
 # Shard size when evaluation samples its own rows.
 EVAL_SHARD_ROWS = 1 << 20
 
@@ -200,5 +200,5 @@ def synthetic_rows(eval_cfg, sample_cfg, workdir, dim, needed, minimum, progress
     raise InputError(f'{folder}: synthetic rows have dimension {rows.dim}, the references {dim}')
   rows_lib.check_files_finite(rows.parts, progress)
   return rows, {'folder': str(folder), 'rows': rows.n, 'sampled_now': sampled_now,
-                **{k: manifest.get(k) for k in ('seed', 'solver', 'steps', 'dtype', 'sphere',
+                **{k: manifest.get(k) for k in ('seed', 'solver', 'steps', 'dtype', 'sphere', 'temperature',
                                                 'checkpoint')}}

@@ -28,7 +28,7 @@ import numpy as np
 from tqdm import tqdm
 
 import rfp
-from rfp import checkpoint, data, files, flow, model as model_lib, sample_folder, sharding
+from rfp import calibration, checkpoint, data, files, flow, model as model_lib, sample_folder, sharding
 from rfp.errors import InputError
 
 # Noise is drawn in blocks of this many rows, each from its own key, so a row's
@@ -42,7 +42,7 @@ LOOKAHEAD = 2
 
 
 def make_generator(model, steps, solver, mesh, *, stats=None, sphere=False,
-                   out_dtype=jnp.float32):
+                   out_dtype=jnp.float32, temperature=1.0):
   """A jitted `(params, z_bd) -> x_bd` that integrates noise to data.
 
   Rows of `z_bd` are split across the mesh; each row depends only on its own
@@ -63,7 +63,8 @@ def make_generator(model, steps, solver, mesh, *, stats=None, sphere=False,
   def generate(params, z_bd):
     with jax.default_matmul_precision(precision):
       v_fn = lambda x, t: model.apply(params, x, t).astype(jnp.float32)
-      x_bd = flow.solve(v_fn, z_bd, steps, solver)
+      # The noise's scale (`rfp.calibration`); at 1 the product is exact.
+      x_bd = flow.solve(v_fn, temperature * z_bd, steps, solver)
     if stats is None:
       return x_bd
     x_bd = x_bd * jnp.asarray(stats.std) + jnp.asarray(stats.mean)
@@ -150,6 +151,9 @@ def check_config(sample_cfg):
   seed = sample_cfg.seed
   if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
     raise InputError(f'sample.seed={seed!r}: expected an integer in [0, 2**32)')
+  temperature = sample_cfg.temperature
+  if temperature is not None and not (isinstance(temperature, (int, float)) and temperature > 0):
+    raise InputError(f'sample.temperature={temperature!r}: expected a positive number')
   for name, allowed in (('solver', flow.SOLVERS), ('dtype', sample_folder.DTYPES),
                         ('checkpoint', sample_folder.CHECKPOINTS), ('sphere', (None, True, False)),
                         ('matmul_dtype', (None,) + MATMUL_DTYPES)):
@@ -215,6 +219,7 @@ def write_samples(workdir, folder, sample_cfg, progress=True, devices=None):
       'dim': dim, 'dtype': dtype, 'seed': seed, 'solver': solver, 'steps': steps,
       'network_evaluations': steps * flow.evaluations_per_step(solver),
       'matmul_dtype': model_cfg.dtype,
+      'temperature': calibration.temperature(sample_cfg, workdir, meta['step']),
       'sphere': resolve_sphere(sample_cfg.sphere, files.read_json(workdir / 'stats.json')['summary']),
       'batch_size': int(sample_cfg.batch_size),
       'noise': {'rng': RNG_IMPL, 'block_rows': BLOCK_ROWS,
@@ -253,7 +258,8 @@ def _sample_shards(folder, todo, rows, manifest, model, params, stats, done_rows
   batch = sharding.round_up(manifest['batch_size'], mesh)
   dim, dtype = manifest['dim'], np.dtype(manifest['dtype'])
   generate = make_generator(model, manifest['steps'], manifest['solver'], mesh,
-                            stats=stats, sphere=manifest['sphere'], out_dtype=dtype)
+                            stats=stats, sphere=manifest['sphere'], out_dtype=dtype,
+                            temperature=manifest['temperature'])
   noise = make_noise(dim, batch, mesh)
   params = sharding.put_replicated(params, mesh)
   seed = np.uint32(manifest['seed'])

@@ -23,7 +23,8 @@ import numpy as np
 import optax
 from tqdm import tqdm
 
-from rfp import checkpoint, data, files, flow, metrics, model as model_lib, sampling, sharding
+from rfp import (calibration, checkpoint, data, files, flow, metrics, model as model_lib,
+                 sampling, sharding)
 from rfp.errors import InputError
 from rfp.evaluation import hardness
 
@@ -254,14 +255,16 @@ def train_and_evaluate(config, workdir, stop_after=None, progress=True):
   sphere = sampling.resolve_sphere(config.sample.sphere, summary)
   step_keys = jax.random.fold_in(root, 2)
 
-  def validate(params):
-    """(val FD, probe gaps, selection score) of the model's samples."""
+  def val_samples(params, generate_fn):
     # Shard 0 of the training seed: the same noise every epoch, so epochs compare.
-    x = stats.denormalize(sampling.generate_rows(generate, params, config.train.seed, 0,
+    x = stats.denormalize(sampling.generate_rows(generate_fn, params, config.train.seed, 0,
                                                  len(x_val), config.model.dim,
                                                  config.sample.batch_size, mesh))
-    if sphere:
-      x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.linalg.norm(x, axis=1, keepdims=True) if sphere else x
+
+  def validate(params):
+    """(val FD, probe gaps, selection score) of the model's samples."""
+    x = val_samples(params, generate)
     fd = metrics.frechet_distance_from_moments(*metrics.moments(x), *val_moments)
     gaps = hardness.probe_gaps(probes, real, x, probe_sizes)
     return fd, gaps, fd if config.train.select == 'fd' else hardness.probe_criterion(gaps)
@@ -323,4 +326,20 @@ def train_and_evaluate(config, workdir, stop_after=None, progress=True):
         if step == end:
           break
   bar.close()
-  return {'step': step, 'total_steps': total_steps, 'records': records, **meta}
+  saved = calibration.read(workdir)
+  if step == total_steps and (saved is None or saved['step'] != meta['best_step']):
+    best_state, _ = checkpoint.restore(best, state)
+    params = checkpoint.sampled_params(best_state)
+
+    def gaps_at(temperature):
+      generate_t = sampling.make_generator(model, config.sample.steps, config.sample.solver,
+                                           mesh, temperature=temperature)
+      return hardness.probe_gaps(probes, real, val_samples(params, generate_t), probe_sizes)
+
+    saved = calibration.calibrate(gaps_at, meta['best_step'])
+    files.write_json(workdir / calibration.FILE, saved)
+    if progress:
+      print(f'sampling temperature {saved["temperature"]:g} (probe gaps of the best checkpoint, '
+            f'{workdir / calibration.FILE})')
+  return {'step': step, 'total_steps': total_steps, 'records': records, **meta,
+          'temperature': saved and saved['temperature']}

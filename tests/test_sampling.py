@@ -93,6 +93,8 @@ def test_manifest_and_sphere(trained_run, tmp_path):
   # though 3 heun steps of a tiny model leave raw rows of quite other norms.
   manifest = _write(workdir, tmp_path / 's', 1001, 4, seed=2, steps=3, solver='heun')
   assert manifest['sphere'] is True
+  calibrated = json.loads((workdir / 'calibration.json').read_text())
+  assert manifest['temperature'] == calibrated['temperature']
   on_disk = json.loads((tmp_path / 's' / 'manifest.json').read_text())
   assert manifest == on_disk
   assert manifest['rows_per_shard'] == [251, 250, 250, 250]

@@ -9,7 +9,8 @@ import jax
 import numpy as np
 import pytest
 
-from rfp import checkpoint, files, metrics, model as model_lib, sampling, sharding, training
+from rfp import (calibration, checkpoint, files, metrics, model as model_lib, sampling, sharding,
+                 training)
 from rfp.errors import InputError
 from conftest import ROOT, SCRIPT_ENV, config_flags, kill_when, mixture, tiny_config, tiny_items
 
@@ -51,6 +52,9 @@ def test_run_folder_holds_config_stats_log_and_best_checkpoint(trained_run):
   best = min(records, key=lambda r: r['val_probe'])
   assert meta['select'] == 'probe' and meta['best_score'] == best['val_probe']
   assert meta['val_fd'] == best['val_fd'] and meta['epoch'] == best['epoch']
+  saved = json.loads((workdir / 'calibration.json').read_text())
+  assert saved['step'] == meta['step'] and saved['temperature'] in calibration.TEMPERATURES
+  assert len(saved['gaps']) == len(calibration.TEMPERATURES)
   assert json.loads((workdir / 'config.json').read_text())['model']['width'] == 128
 
 
