@@ -17,9 +17,10 @@ from rfp.errors import InputError
 _RUN_CONFIG = 'WORKDIR/config.json'
 _EPILOG = """\
 Settings are the run's config.sample section (solver, steps, batch_size, dtype,
-sphere, checkpoint, matmul_dtype, seed), overridden as --config.sample.KEY=VALUE.
+sphere, checkpoint, matmul_dtype, seed, temperature), overridden as
+--config.sample.KEY=VALUE. The temperature defaults to the run's calibrated one.
 Rows of shard i depend only on (seed, i, the checkpoint, solver, steps,
-matmul_dtype): not on batch_size, the number of devices or of hosts.
+matmul_dtype, temperature): not on batch_size, the number of devices or of hosts.
 Running the same command again skips complete shards and redoes partial ones;
 a different command into the same --out is refused.
 
