@@ -9,7 +9,11 @@ probe gaps of `rfp.evaluation.hardness` (do held-out tracks find their best
 match among synthetic rows as often as among real rows of other tracks?).
 The `best` checkpoint is the one with the smallest probe criterion
 (`train.select='probe'`): FD rewards near-Gaussian samples, which are poor
-distractors, so it would pick early, blurry epochs.
+distractors, so it would pick early, blurry epochs. A finished run ends by
+calibrating the sampling temperature of that checkpoint (`rfp.calibration`).
+
+Longer than the house's ~300 lines because the loop is one piece: resume,
+validation, selection and calibration share its state and must agree on it.
 """
 
 import json

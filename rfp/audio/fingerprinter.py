@@ -4,6 +4,10 @@ Training pairs a clean 1 s segment (what the database stores) with a distorted,
 time-shifted copy (what a microphone would hear); every other segment in the
 batch is a negative. Fine-tuning can instead score each copy against the clean
 segments only (`query_to_database_xent`), as retrieval does.
+
+One model with everything its training needs (encoder, losses, pair sampling,
+hard-negative mining, the loop, weight files): longer than ~300 lines because
+each piece is only used by the others; the build's stages are elsewhere.
 """
 
 import functools
