@@ -11,8 +11,10 @@ from conftest import ROOT
 
 
 def _cfg(**overrides):
+  """The paper's model section for 128-d fingerprints (the config leaves the
+  dimension to the data), made small unless `overrides` say otherwise."""
   config = cli.load_config(ROOT / 'configs' / 'base.py')
-  for k, v in {'width': 64, 'depth': 3, 'hidden': 256, **overrides}.items():
+  for k, v in {'dim': 128, 'width': 64, 'depth': 3, 'hidden': 256, **overrides}.items():
     config.model[k] = v
   return config.model
 
