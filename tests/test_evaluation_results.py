@@ -33,3 +33,10 @@ def test_verdict_says_which_way_the_curve_is_off():
   hard = results.verdict(_curves([0.06, 0.09, 0.11], [0.10, 0.15, 0.2], [0.06, 0.09, 0.11]))
   assert hard['status'] == 'pessimistic' and 'harder' in hard['text']
   assert results.verdict({'synthetic': []})['status'] == 'unchecked'
+
+
+def test_verdict_carries_the_floor_band_past_the_second_real_set():
+  curves = _curves([0.06, 0.09, 0.11], [0.06, 0.09, 0.104], [0.06, 0.095, 0.11])
+  curves['real2'] = curves['real2'][:2]  # The second set is smaller than the pool.
+  v = results.verdict(curves)
+  assert v['excess'] == pytest.approx([0.0, 0.0, 0.001])

@@ -27,7 +27,7 @@ def verdict(curves):
 
   At each size with both curves, the excess is how far synthetic hardness is
   from real beyond the floor band |second real - real| (0 without a second
-  set). Within `TRUST_EXCESS` on average: trust; else harder (the extrapolated
+  set; past its size, the band at the largest size it reached). Within `TRUST_EXCESS` on average: trust; else harder (the extrapolated
   HR@1 is pessimistic) or easier (optimistic) by the mean difference.
   """
   hard = {kind: {p['size']: p['hard']['mean'] for p in curves.get(kind, [])}
@@ -38,7 +38,12 @@ def verdict(curves):
             'text': 'Not checked: no real distractor pool, so nothing tells whether synthetic '
                     'distractors are as hard as real ones; read the synthetic curve as unverified.'}
   diff = [hard['synthetic'][s] - hard['real'][s] for s in sizes]
-  band = [abs(hard['real2'][s] - hard['real'][s]) if s in hard['real2'] else 0.0 for s in sizes]
+  # Past the second real set's size (the whole pool, often), the band measured
+  # at the largest size it reached stands in.
+  band, last = [], 0.0
+  for s in sizes:
+    last = abs(hard['real2'][s] - hard['real'][s]) if s in hard['real2'] else last
+    band.append(last)
   excess = [max(0.0, abs(d) - b) for d, b in zip(diff, band)]
   out = {'sizes': sizes, 'mean_difference': float(np.mean(diff)),
          'mean_excess': float(np.mean(excess)), 'excess': excess}
