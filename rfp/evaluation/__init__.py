@@ -4,6 +4,7 @@
   fidelity   FD, JS, PRDC of synthetic rows against real ones and real's floor
   hardness   how often the best distractor outscores a query's true match
   scaling    the sweep: HR@1 and hardness against the number of distractors
+  sequences  multi-segment queries searched as runs of consecutive rows of one track
   results    `plan` then `evaluate_run`: the results dict `rfp.report` writes
 
 Every input is opened read-only; no module here imports JAX.

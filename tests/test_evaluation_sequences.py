@@ -1,0 +1,140 @@
+"""Sequence search and sequence hardness on small databases of tracks with known answers."""
+
+import numpy as np
+import pytest
+
+from conftest import unit_rows
+from rfp import retrieval, rows
+from rfp.errors import InputError
+from rfp.evaluation import sequences
+
+DIM = 16
+
+
+def _spec(nlist=4, k=10, code_bytes=4, train_rows=10_000):
+  """nprobe = nlist: every cell is scanned, so only the codes approximate."""
+  return retrieval.IndexSpec(nlist=nlist, nprobe=nlist, code_bytes=code_bytes, bits=8, k=k,
+                             train_rows=train_rows)
+
+
+def _unit(x):
+  return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
+
+
+def _brute_force(q_qld, x_nd, bounds):
+  """Best mean score and its start over every start whose rows lie in one track."""
+  n_q, length, _ = q_qld.shape
+  best, where = np.full(n_q, -np.inf), np.full(n_q, -1)
+  for first, end in zip(bounds[:-1], bounds[1:]):
+    for s in range(first, end - length + 1):
+      score = np.mean([q_qld[:, l] @ x_nd[s + l] for l in range(length)], axis=0)
+      where = np.where(score > best, s, where)
+      best = np.maximum(best, score)
+  return best, where
+
+
+def test_bounds_from_starts_ids_and_stacks():
+  np.testing.assert_array_equal(sequences.track_bounds([0, 4, 9], 12), [0, 4, 9, 12])
+  np.testing.assert_array_equal(sequences.bounds_from_ids([7, 7, 3, 3, 3, 7]), [0, 2, 5, 6])
+  stacked = sequences.stack_bounds([np.array([0, 4, 9]), np.array([0, 5])])
+  np.testing.assert_array_equal(stacked, [0, 4, 9, 14])
+  for starts, n in (([1, 4], 9), ([0, 4, 4], 9), ([0, 9], 9), ([0, 5, 3], 9)):
+    with pytest.raises(InputError):
+      sequences.track_bounds(starts, n)
+  np.testing.assert_array_equal(
+      sequences.valid_starts([-1, 0, 1, 2, 3, 4, 5, 8, 9], np.array([0, 4, 9]), 3),
+      [False, True, True, False, False, True, True, False, False])
+
+
+def test_a_query_of_consecutive_segments_finds_its_run():
+  # References: tracks of 40, 30 and 50 rows; distractors: two tracks of 60.
+  refs, distractors = unit_rows(120, DIM, 1), unit_rows(120, DIM, 2)
+  db = rows.Stack([rows.ArrayRows(refs), rows.ArrayRows(distractors)])
+  bounds = sequences.stack_bounds([sequences.track_bounds([0, 40, 70], 120),
+                                   sequences.track_bounds([0, 60], 120)])
+  index = retrieval.build_index(db, _spec(), np.random.default_rng(0))
+  length, gt = 5, np.array([0, 12, 35, 40, 64, 70, 115])
+  q = _unit(refs[gt[:, None] + np.arange(length)] + 0.1 * unit_rows(len(gt) * length, DIM, 3)
+            .reshape(len(gt), length, DIM))
+  starts, scores = sequences.search_sequences(index, q, db, bounds, k=10, top=3)
+  np.testing.assert_array_equal(starts[:, 0], gt)
+  exact = sequences.start_scores(q, db, gt[:, None])[:, 0]
+  np.testing.assert_allclose(scores[:, 0], exact, rtol=1e-5)
+  assert np.all(np.diff(scores, axis=1) <= 0)
+  assert sequences.sequence_hit_rates(starts[:, 0], gt, np.repeat([0, 1, 2], [40, 30, 50]),
+                                      120) == {'hr1': 1.0, 'near1': 1.0, 'track1': 1.0}
+
+
+def test_a_start_straddling_two_tracks_is_never_returned():
+  x = unit_rows(30, DIM, 4)
+  db, bounds = rows.ArrayRows(x), sequences.track_bounds([0, 10, 20], 30)
+  # The query is rows 8..11 exactly: start 8 would score 1.0, but it runs
+  # from the first track into the second.
+  q = x[None, 8:12]
+  index = retrieval.build_index(db, _spec(nlist=1, code_bytes=2), np.random.default_rng(0))
+  one_track = sequences.search_sequences(index, q, db, sequences.track_bounds([0], 30), k=30)
+  assert one_track[0][0, 0] == 8  # Allowed, it wins: the case is a real test.
+  starts, scores = sequences.search_sequences(index, q, db, bounds, k=30, top=100)
+  returned = starts[starts >= 0]
+  assert 8 not in returned and sequences.valid_starts(returned, bounds, 4).all()
+  # k = every row: all valid starts are candidates, so the best is the exact best.
+  best, where = _brute_force(q, x, bounds)
+  assert starts[0, 0] == where[0] and scores[0, 0] == pytest.approx(best[0], rel=1e-5)
+  assert len(returned) == 3 * (10 - 4 + 1) and np.all(scores[0, len(returned):] == -np.inf)
+
+
+def test_a_query_longer_than_a_track_finds_nothing_in_it():
+  x = unit_rows(25, DIM, 5)
+  db, bounds = rows.ArrayRows(x), sequences.track_bounds([0, 5], 25)
+  # Eight segments: the first track's five rows, then three more rows.
+  q = np.concatenate([x[:5], unit_rows(3, DIM, 6)])[None]
+  index = retrieval.build_index(db, _spec(nlist=1, code_bytes=2), np.random.default_rng(0))
+  starts, _ = sequences.search_sequences(index, q, db, bounds, k=25, top=50)
+  assert np.all(starts[starts >= 0] >= 5)
+  alone = rows.ArrayRows(x[:5])
+  assert sequences.best_distractor_start_scores(q, alone, sequences.track_bounds([0], 5)) \
+      == -np.inf
+
+
+def test_sequence_hit_rates_by_hand():
+  tracks = np.repeat([0, 1], 10)  # 20 reference rows; rows 20+ are distractors.
+  gt = np.array([3, 3, 3, 3, 12, 15, 0, 9])
+  # Exact; near; same track, far; other track; near; a distractor; nothing;
+  # one segment off but in the next track.
+  best = np.array([3, 4, 9, 12, 11, 25, -1, 10])
+  assert sequences.sequence_hit_rates(best, gt, tracks, 20) == {
+      'hr1': 1 / 8, 'near1': 3 / 8, 'track1': 4 / 8}
+
+
+@pytest.mark.parametrize('block', [1, 3, 5, 10_000])
+def test_exact_hardness_equals_brute_force_in_any_block_size(block):
+  # Tracks shorter than, equal to and longer than the query.
+  bounds = sequences.track_bounds(np.cumsum([0, 7, 1, 12, 3, 4]), 47)
+  x = unit_rows(47, DIM, 7)
+  q = _unit(x[[2, 10, 30]][:, None] + 0.5 * unit_rows(12, DIM, 8).reshape(3, 4, DIM))
+  best, _ = _brute_force(q, x, bounds)
+  got = sequences.best_distractor_start_scores(q, rows.ArrayRows(x), bounds, block)
+  np.testing.assert_allclose(got, best, rtol=1e-5)
+
+
+def test_search_batches_give_the_same_answer(monkeypatch):
+  x = unit_rows(400, DIM, 9)
+  db, bounds = rows.ArrayRows(x), sequences.track_bounds(np.arange(0, 400, 50), 400)
+  gt = np.arange(0, 390, 13)
+  q = _unit(x[gt[:, None] + np.arange(3)] + 0.3 * unit_rows(len(gt) * 3, DIM, 10)
+            .reshape(len(gt), 3, DIM))
+  index = retrieval.build_index(db, _spec(), np.random.default_rng(0))
+  whole = sequences.search_sequences(index, q, db, bounds, k=5, top=4)
+  monkeypatch.setattr(sequences, 'SEARCH_BATCH', 7)  # Two queries of three segments a batch.
+  batched = sequences.search_sequences(index, q, db, bounds, k=5, top=4)
+  np.testing.assert_array_equal(whole[0], batched[0])
+  np.testing.assert_allclose(whole[1], batched[1], rtol=1e-6)
+
+
+def test_bounds_must_cover_the_rows():
+  x = unit_rows(30, DIM, 11)
+  index = retrieval.build_index(rows.ArrayRows(x), _spec(nlist=1, code_bytes=2),
+                                np.random.default_rng(0))
+  with pytest.raises(InputError, match='cover 20 rows'):
+    sequences.search_sequences(index, x[None, :3], rows.ArrayRows(x),
+                               sequences.track_bounds([0], 20), k=5)
