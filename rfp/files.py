@@ -123,6 +123,11 @@ def read_stats(workdir):
   return data.Stats.from_json(read_json(run_file(workdir, 'stats.json')))
 
 
+def read_summary(workdir):
+  """What the stats pass found in a run's training file (rows, not_unit_norm, ...)."""
+  return read_json(run_file(workdir, 'stats.json'))['summary']
+
+
 def checkpoint_step(workdir, which):
   """Step of a run's newest `which` ('best' or 'latest') checkpoint, or None.
 

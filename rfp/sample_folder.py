@@ -200,5 +200,5 @@ def synthetic_rows(eval_cfg, sample_cfg, workdir, dim, needed, minimum, progress
     raise InputError(f'{folder}: synthetic rows have dimension {rows.dim}, the references {dim}')
   rows_lib.check_files_finite(rows.parts, progress)
   return rows, {'folder': str(folder), 'rows': rows.n, 'sampled_now': sampled_now,
-                **{k: manifest.get(k) for k in ('seed', 'solver', 'steps', 'dtype', 'sphere', 'temperature',
-                                                'checkpoint')}}
+                **{k: manifest.get(k) for k in ('seed', 'solver', 'steps', 'dtype', 'sphere',
+                                                'temperature', 'checkpoint')}}

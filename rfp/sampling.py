@@ -220,7 +220,7 @@ def write_samples(workdir, folder, sample_cfg, progress=True, devices=None):
       'network_evaluations': steps * flow.evaluations_per_step(solver),
       'matmul_dtype': model_cfg.dtype,
       'temperature': calibration.temperature(sample_cfg, workdir, meta['step']),
-      'sphere': resolve_sphere(sample_cfg.sphere, files.read_json(workdir / 'stats.json')['summary']),
+      'sphere': resolve_sphere(sample_cfg.sphere, files.read_summary(workdir)),
       'batch_size': int(sample_cfg.batch_size),
       'noise': {'rng': RNG_IMPL, 'block_rows': BLOCK_ROWS,
                 'rule': 'normal(fold_in(fold_in(key(seed), shard), row // block_rows))'},

@@ -167,7 +167,7 @@ def _prepare_data(config, workdir, emb, progress):
   stream = data.TrainStream(emb, stats, val_rows, config.train.batch_size, config.train.seed,
                             in_memory_max_gb=config.data.in_memory_max_gb,
                             buffer_rows=config.data.shuffle_buffer_rows)
-  return emb, stats, summary, val_rows, stream
+  return stats, summary, val_rows, stream
 
 
 def _probe_sets(config, emb, val_rows):
@@ -212,6 +212,9 @@ def train_and_evaluate(config, workdir, stop_after=None, progress=True):
   config = _with_data_dim(config, emb)
   if config.train.select not in SELECT:
     raise InputError(f'train.select={config.train.select!r}: expected one of {", ".join(SELECT)}')
+  if config.train.time_dist not in flow.TIME_DISTS:
+    raise InputError(f'train.time_dist={config.train.time_dist!r}: expected one of '
+                     f'{", ".join(flow.TIME_DISTS)}')
   model = model_lib.from_config(config.model)
   # Before the data pass: room for a `latest` and a `best` checkpoint the run
   # lacks, plus one being written before the one it replaces is deleted.
@@ -219,7 +222,7 @@ def train_and_evaluate(config, workdir, stop_after=None, progress=True):
   files.check_output(workdir, (missing + 1) * _state_bytes(model, config), what='checkpoints')
   workdir.mkdir(parents=True, exist_ok=True)
   epochs_before = _check_workdir(workdir, config)
-  emb, stats, summary, val_rows, stream = _prepare_data(config, workdir, emb, progress)
+  stats, summary, val_rows, stream = _prepare_data(config, workdir, emb, progress)
   files.write_json(workdir / 'config.json', json.loads(config.to_json()))
 
   mesh = sharding.data_mesh()
@@ -230,9 +233,6 @@ def train_and_evaluate(config, workdir, stop_after=None, progress=True):
   total_steps = config.train.epochs * steps_per_epoch
   optimizer, schedule = make_optimizer(config.train, total_steps)
   root = jax.random.key(config.train.seed)
-  if config.train.time_dist not in flow.TIME_DISTS:
-    raise InputError(f'train.time_dist={config.train.time_dist!r}: expected one of '
-                     f'{", ".join(flow.TIME_DISTS)}')
   state = init_state(model, optimizer, jax.random.fold_in(root, 0), config.model.dim,
                      ema=config.train.ema_decay > 0)
 
@@ -267,11 +267,11 @@ def train_and_evaluate(config, workdir, stop_after=None, progress=True):
     return x / np.linalg.norm(x, axis=1, keepdims=True) if sphere else x
 
   def validate(params):
-    """(val FD, probe gaps, selection score) of the model's samples."""
+    """(val FD, probe gaps, probe criterion) of the model's samples."""
     x = val_samples(params, generate)
     fd = metrics.frechet_distance_from_moments(*metrics.moments(x), *val_moments)
     gaps = hardness.probe_gaps(probes, real, x, probe_sizes)
-    return fd, gaps, fd if config.train.select == 'fd' else hardness.probe_criterion(gaps)
+    return fd, gaps, hardness.probe_criterion(gaps)
 
   end = total_steps if stop_after is None else min(stop_after, total_steps)
   records = [json.loads(l) for l in log_path.read_text().splitlines()] if log_path.exists() else []
@@ -286,13 +286,14 @@ def train_and_evaluate(config, workdir, stop_after=None, progress=True):
         elapsed = time.perf_counter() - t0
         epoch = step // steps_per_epoch
         bar.set_description('validate')
-        fd, gaps, score = validate(checkpoint.sampled_params(state))
+        fd, gaps, probe = validate(checkpoint.sampled_params(state))
+        score = fd if config.train.select == 'fd' else probe
         bar.set_description('train')
         loss_sum, loss_count = _add_losses(epoch_loss, losses)
         record = {'epoch': epoch, 'step': step, 'epochs': config.train.epochs,
                   'loss': loss_sum / loss_count if loss_count else None,
                   'val_fd': fd, 'val_probe_gaps': {str(n): g for n, g in gaps.items()},
-                  'val_probe': hardness.probe_criterion(gaps), 'lr': float(schedule(step)),
+                  'val_probe': probe, 'lr': float(schedule(step)),
                   'steps_per_s': (step - steps0) / elapsed if step > steps0 else None}
         if meta['best_score'] is None or score < meta['best_score']:
           meta = {'best_score': score, 'select': config.train.select, 'best_step': step,
