@@ -39,7 +39,7 @@ def main(argv=None):
   config = cli.run_config(run, None if args.config == _RUN_CONFIG else args.config, overrides,
                           source=workdir / 'config.json')
   out = pathlib.Path(args.out) if args.out else workdir / 'eval'
-  files.check_output(out, REPORT_BYTES, what='the report')
+  files.check_output(out, REPORT_BYTES, what='the report files')
   from rfp import report  # pylint: disable=g-import-not-at-top  (matplotlib, once args are valid)
   from rfp.evaluation import results  # pylint: disable=g-import-not-at-top  (faiss)
   plan = results.plan(config, run, nafp=args.nafp, progress=not args.quiet)

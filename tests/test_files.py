@@ -56,8 +56,8 @@ def test_output_folders_are_checked_before_any_work(tmp_path, monkeypatch):
   usage = files.shutil.disk_usage(tmp_path)
   monkeypatch.setattr(files.shutil, 'disk_usage', lambda _: usage._replace(free=1500))
   files.check_output(tmp_path, 1500)
-  with pytest.raises(InputError, match=r': the report need 2.0 kB but only 1.5 kB is free'):
-    files.check_output(tmp_path / 'out', 2000, what='the report')
+  with pytest.raises(InputError, match=r': the report files need 2.0 kB but only 1.5 kB is free'):
+    files.check_output(tmp_path / 'out', 2000, what='the report files')
 
 
 def test_a_read_only_folder_is_refused(tmp_path):
