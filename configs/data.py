@@ -67,5 +67,6 @@ def get_config():
       # Export.
       queries=2000,  # Distorted excerpts of R, scored and shipped.
       condition_queries=500,  # More excerpts, scored under each distortion on its own.
+      sequence_queries=2000,  # Distorted 10 s excerpts of R (19 segments), scored and shipped.
   ))
   return c

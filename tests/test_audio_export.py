@@ -17,7 +17,8 @@ def test_export_writes_float16_rows_scores_them_and_reruns_to_the_same_files(tmp
     f.chmod(0o444)  # Any write to an input fails.
   params = fingerprinter.init_params(jax.random.key(0), tiny_training_inputs()[1])
   weights = training.Weights(training.WEIGHTS, params, {'steps': 0})
-  write = lambda out: export.export(work, build_config(out_dir=out, queries=60, condition_queries=20), weights,
+  write = lambda out: export.export(work, build_config(out_dir=out, queries=60, condition_queries=20,
+                                                                 sequence_queries=12), weights,
                                     splits, {'licenses': {'pkg': ['GPL-2+']}}, log=lambda m: None)
   meta = write(tmp_path / 'a')
   sp = splits['splits']
@@ -33,8 +34,22 @@ def test_export_writes_float16_rows_scores_them_and_reruns_to_the_same_files(tmp
   assert query_qd.dtype == np.float16 and query_qd.shape == (60, fingerprinter.DIM)
   np.testing.assert_allclose(np.linalg.norm(query_qd.astype(np.float32), axis=1), 1.0, atol=1e-2)
   assert truth_q.max() < tracks_r.size == meta['rows']['reference.npy']
+  for name in ('flow_train', 'distractors'):
+    track_n = np.load(tmp_path / 'a' / f'{name}_tracks.npy')
+    assert len(track_n) == meta['rows'][f'{name}.npy']
+    # Files of tracks: each track one run of rows, as many runs as tracks.
+    assert (np.diff(track_n) != 0).sum() + 1 == len(np.unique(track_n)) == len(sp[name])
+  seq_qld = np.load(tmp_path / 'a' / 'sequence_queries.npy')
+  seq_truth_q = np.load(tmp_path / 'a' / 'sequence_ground_truth.npy')
+  assert seq_qld.dtype == np.float16 and seq_qld.shape == (12, export.SEQUENCE_LENGTHS[-1], fingerprinter.DIM)
+  # Every segment's row exists, in the first segment's track.
+  assert np.all(tracks_r[seq_truth_q] == tracks_r[seq_truth_q + export.SEQUENCE_LENGTHS[-1] - 1])
   r = meta['retrieval']
   reference_rd = np.load(tmp_path / 'a' / 'reference.npy')
+  assert [s['segments'] for s in r['sequences']] == list(export.SEQUENCE_LENGTHS)
+  assert r['sequences'] == scoring.sequence_rates(seq_qld, seq_truth_q, reference_rd, tracks_r,
+                                                  export.SEQUENCE_LENGTHS)
+  assert meta['sequence_queries']['n'] == 12
   assert r['hr1_reference_only'] == scoring.top1_rates(query_qd, truth_q, reference_rd, tracks_r)['hr1']
   assert [d['n_distractors'] for d in r['with_distractors']] == [meta['rows']['distractors.npy']]
   assert [c['condition'] for c in r['by_condition']] == [c for c, *_ in CONDITIONS]

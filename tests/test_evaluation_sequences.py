@@ -92,8 +92,9 @@ def test_a_query_longer_than_a_track_finds_nothing_in_it():
   starts, _ = sequences.search_sequences(index, q, db, bounds, k=25, top=50)
   assert np.all(starts[starts >= 0] >= 5)
   alone = rows.ArrayRows(x[:5])
-  assert sequences.best_distractor_start_scores(q, alone, sequences.track_bounds([0], 5)) \
-      == -np.inf
+  (best, where), = sequences.exact_best_starts(q, alone, sequences.track_bounds([0], 5),
+                                               [8]).values()
+  assert best == -np.inf and where == -1
 
 
 def test_sequence_hit_rates_by_hand():
@@ -107,14 +108,16 @@ def test_sequence_hit_rates_by_hand():
 
 
 @pytest.mark.parametrize('block', [1, 3, 5, 10_000])
-def test_exact_hardness_equals_brute_force_in_any_block_size(block):
+def test_exact_search_equals_brute_force_for_every_length_in_any_block_size(block):
   # Tracks shorter than, equal to and longer than the query.
   bounds = sequences.track_bounds(np.cumsum([0, 7, 1, 12, 3, 4]), 47)
   x = unit_rows(47, DIM, 7)
   q = _unit(x[[2, 10, 30]][:, None] + 0.5 * unit_rows(12, DIM, 8).reshape(3, 4, DIM))
-  best, _ = _brute_force(q, x, bounds)
-  got = sequences.best_distractor_start_scores(q, rows.ArrayRows(x), bounds, block)
-  np.testing.assert_allclose(got, best, rtol=1e-5)
+  got = sequences.exact_best_starts(q, rows.ArrayRows(x), bounds, [1, 2, 4], block)
+  for length in (1, 2, 4):
+    best, where = _brute_force(q[:, :length], x, bounds)
+    np.testing.assert_allclose(got[length][0], best, rtol=1e-5)
+    np.testing.assert_array_equal(got[length][1], where)
 
 
 def test_search_batches_give_the_same_answer(monkeypatch):
@@ -138,3 +141,10 @@ def test_bounds_must_cover_the_rows():
   with pytest.raises(InputError, match='cover 20 rows'):
     sequences.search_sequences(index, x[None, :3], rows.ArrayRows(x),
                                sequences.track_bounds([0], 20), k=5)
+
+
+def test_slice_bounds_cut_tracks_at_the_slice_ends():
+  bounds = sequences.track_bounds([0, 4, 9], 12)
+  np.testing.assert_array_equal(sequences.slice_bounds(bounds, 2, 10), [0, 2, 7, 8])
+  np.testing.assert_array_equal(sequences.slice_bounds(bounds, 4, 9), [0, 5])
+  np.testing.assert_array_equal(sequences.slice_bounds(np.array([0, 100]), 30, 60), [0, 30])

@@ -58,17 +58,18 @@ def crop_rows(signal, starts_b, length):
   return jax.vmap(lambda s: jax.lax.dynamic_slice(signal, (s,), (length,)))(starts_b)
 
 
-def distort(key, x_bt, noise, rirs_nl, snr_db_range=SNR_DB_RANGE):
-  """Reverberates then adds background noise; returns the last SEGMENT samples.
+def distort(key, x_bt, noise, rirs_nl, snr_db_range=SNR_DB_RANGE, length=SEGMENT):
+  """Reverberates then adds background noise; returns the last `length` samples.
 
-  x_bt holds RIR_LEN context samples followed by the 1 s segment. `noise` is a
-  1-D concatenation of background recordings; `rirs_nl` a bank to draw rooms from.
+  x_bt holds RIR_LEN context samples followed by the excerpt (1 s, or a
+  multi-segment query's whole span). `noise` is a 1-D concatenation of
+  background recordings; `rirs_nl` a bank to draw rooms from.
   """
   b = x_bt.shape[0]
   k_rir, k_noise, k_snr = jax.random.split(key, 3)
   rir_bl = rirs_nl[jax.random.randint(k_rir, (b,), 0, rirs_nl.shape[0])]
-  wet_bs = reverberate(x_bt, rir_bl)[:, -SEGMENT:]
-  noise_starts_b = jax.random.randint(k_noise, (b,), 0, noise.shape[0] - SEGMENT)
-  noise_bs = crop_rows(noise, noise_starts_b, SEGMENT)
+  wet_bs = reverberate(x_bt, rir_bl)[:, -length:]
+  noise_starts_b = jax.random.randint(k_noise, (b,), 0, noise.shape[0] - length)
+  noise_bs = crop_rows(noise, noise_starts_b, length)
   snr_db_b = jax.random.uniform(k_snr, (b,), minval=snr_db_range[0], maxval=snr_db_range[1])
   return mix_at_snr(wet_bs, noise_bs, snr_db_b)

@@ -11,11 +11,14 @@ from rfp.audio.embed import DATABASE_SHIFTS, database_rows, embed_tracks
 from rfp.audio.features import HOP, SAMPLE_RATE, SEGMENT
 from rfp.audio.queries import make_queries
 from rfp.audio.scoring import (hit_rates_by_condition, hit_rates_by_distractor_count,
-                               hit_rates_by_offset, top1_rates)
+                               hit_rates_by_offset, sequence_rates, top1_rates)
 from rfp.audio.splits import split_summary
 from rfp.audio.workdir import concat_audio, write_json
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
+# Query lengths the systems' own evaluations default to (1 to 10 s at 0.5 s hop):
+# the metadata scores each; the shipped queries hold the longest.
+SEQUENCE_LENGTHS = (1, 3, 5, 9, 11, 19)
 
 
 def _embedded_splits(work, params, sp, log):
@@ -46,7 +49,10 @@ def export(work, build, weights, splits, cat, log=print):
   metadata.json; `weights` is the fingerprinter stage's `training.Weights`.
 
   `build.queries` excerpts are scored, and `build.condition_queries` more under
-  each of `queries.CONDITIONS` besides.
+  each of `queries.CONDITIONS` besides; `build.sequence_queries` excerpts of
+  the longest of `SEQUENCE_LENGTHS` segments are made and scored per length.
+  The flow-training rows and the distractor pool are shipped with their track
+  ids, as the references are: each is a file of tracks, windows in order.
   """
   out_dir, seed, params = pathlib.Path(build.out_dir), build.seed, weights.params
   out_dir.mkdir(parents=True, exist_ok=True)
@@ -60,10 +66,20 @@ def export(work, build, weights, splits, cat, log=print):
   query_qd, truth_q, off_grid_q = make_queries(k_queries, params, audio, bounds, noise, build.queries,
                                                query_rirs_nl)
   query_qd = query_qd.astype(np.float16)
-  files = {'flow_train.npy': arrays['flow_train'], 'reference.npy': arrays['reference'],
+  log(f'export: {build.sequence_queries} queries of {SEQUENCE_LENGTHS[-1]} segments')
+  # A key of their own: the single-window queries stay as they were.
+  seq_qld, seq_truth_q, _ = make_queries(jax.random.key(seed + 4), params, audio, bounds, noise,
+                                         build.sequence_queries, query_rirs_nl,
+                                         segments=SEQUENCE_LENGTHS[-1])
+  seq_qld = seq_qld.astype(np.float16)
+  files = {'flow_train.npy': arrays['flow_train'],
+           'flow_train_tracks.npy': arrays['flow_train_tracks'].astype(np.int32),
+           'reference.npy': arrays['reference'],
            'reference_tracks.npy': arrays['reference_tracks'].astype(np.int32),
            'queries.npy': query_qd, 'ground_truth.npy': truth_q,
-           'distractors.npy': arrays['distractors']}
+           'sequence_queries.npy': seq_qld, 'sequence_ground_truth.npy': seq_truth_q,
+           'distractors.npy': arrays['distractors'],
+           'distractors_tracks.npy': arrays['distractors_tracks'].astype(np.int32)}
   for name, array in files.items():
     np.save(out_dir / name, array)
   log('export: scoring')
@@ -72,6 +88,8 @@ def export(work, build, weights, splits, cat, log=print):
                                          arrays['distractors'])
   with np.load(cache / 'reference.npz') as f:  # Only R is scored with single-window rows.
     scores['single_window_rows'] = top1_rates(query_qd, truth_q, f['single'], tracks_r)
+  scores['sequences'] = sequence_rates(seq_qld, seq_truth_q, reference_rd, tracks_r,
+                                       SEQUENCE_LENGTHS)
   scores['by_offset'] = hit_rates_by_offset(query_qd, truth_q, off_grid_q, reference_rd, tracks_r)
   scores['by_condition'] = hit_rates_by_condition(jax.random.fold_in(k_queries, 1), params, audio,
                                                   bounds, noise, query_rirs_nl, reference_rd, tracks_r,
@@ -126,6 +144,14 @@ def _metadata(seed, weights, splits, cat, files, scores):
       'queries': {'n': int(len(truth_q)), 'source': 'reference tracks, off-grid offsets',
                   'distortion': augmentation_summary(), 'noise': 'noise_query files (disjoint from training)',
                   'rir_seed': seed + 2, 'ground_truth': 'row in reference.npy of the nearest window'},
+      'sequence_queries': {
+          'n': int(len(files['sequence_ground_truth.npy'])),
+          'segments': SEQUENCE_LENGTHS[-1],
+          'source': 'reference tracks, off-grid offsets; the whole excerpt is distorted, then '
+                    'cut into 1 s windows at the database hop; shorter queries are prefixes',
+          'ground_truth': 'row in reference.npy of the first segment; segment j matches row + j'},
+      'tracks': 'flow_train_tracks.npy, reference_tracks.npy and distractors_tracks.npy give each '
+                "row's track; a track's rows are consecutive windows in time order",
       'retrieval': {'search': 'exact inner product', **scores},
   }
 

@@ -1,5 +1,6 @@
-"""Queries: distorted 1 s excerpts of reference tracks at off-grid offsets, fingerprinted,
-with the database row each should find."""
+"""Queries: distorted excerpts of reference tracks at off-grid offsets, fingerprinted,
+with the database row each should find: 1 s excerpts, or multi-segment ones whose
+whole span is distorted at once and then cut into windows on the database's hop."""
 
 import functools
 
@@ -7,7 +8,7 @@ import jax
 import numpy as np
 
 from rfp.audio import augment
-from rfp.audio.embed import embed_windows, n_windows
+from rfp.audio.embed import embed_windows, n_windows, windows
 from rfp.audio.features import HOP, SAMPLE_RATE, SEGMENT
 
 # Query distortions scored one at a time: (name, reverberate?, SNR range in dB).
@@ -17,24 +18,30 @@ CONDITIONS = (('offset only', False, (200.0, 200.0)), ('reverb only', True, (200
               ('reverb + 6-10 dB noise', True, (6.0, 10.0)))
 
 
-def query_starts(key, bounds, n_queries):
-  """Excerpts at random off-grid offsets of the tracks in `bounds` (as
-  `workdir.concat_audio` gives them): start samples, true rows, distances from
-  the true row's window in seconds.
+def span(segments):
+  """Samples covered by `segments` windows on the database's hop."""
+  return SEGMENT + (segments - 1) * HOP
+
+
+def query_starts(key, bounds, n_queries, segments=1):
+  """Excerpts of `segments` windows at random off-grid offsets of the tracks in
+  `bounds` (as `workdir.concat_audio` gives them): start samples, true rows of
+  the first window, distances from the true row's window in seconds.
 
   The true row is the window nearest in time to the excerpt, at most a quarter
-  second away.
+  second away, and the track holds the `segments` - 1 rows after it.
   """
   rows_k = np.array([n_windows(int(b - a)) for a, b in bounds])
   first_row_k = np.concatenate([[0], np.cumsum(rows_k)[:-1]])
+  starts_k = np.maximum(rows_k - segments + 1, 0)  # Windows a query can start at.
   rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel())
   starts, truth, off_grid = [], [], []
   while len(starts) < n_queries:
-    k = rng.choice(len(bounds), p=rows_k / rows_k.sum())
-    offset = int(rng.integers(augment.RIR_LEN, bounds[k, 1] - bounds[k, 0] - SEGMENT))
+    k = rng.choice(len(bounds), p=starts_k / starts_k.sum())
+    offset = int(rng.integers(augment.RIR_LEN, bounds[k, 1] - bounds[k, 0] - span(segments)))
     if offset % HOP == 0:
       continue  # On-grid excerpts would align exactly with a stored window.
-    row = min(int(round(offset / HOP)), rows_k[k] - 1)
+    row = min(int(round(offset / HOP)), rows_k[k] - segments)
     starts.append(bounds[k, 0] + offset)
     truth.append(first_row_k[k] + row)
     off_grid.append(abs(offset - row * HOP) / SAMPLE_RATE)
@@ -42,20 +49,31 @@ def query_starts(key, bounds, n_queries):
 
 
 def make_queries(key, params, audio, bounds, noise, n_queries, query_rirs_nl,
-                 snr_db_range=augment.SNR_DB_RANGE, batch=500, normalise=True):
-  """Fingerprints of distorted 1 s excerpts (`query_starts`), their true rows and
-  their distances from the grid in seconds.
+                 snr_db_range=augment.SNR_DB_RANGE, batch=500, normalise=True, segments=1):
+  """Fingerprints of distorted excerpts (`query_starts`), their true rows and
+  their distances from the grid in seconds: `[q, dim]`, or `[q, segments, dim]`
+  for more than one segment (the true row is the first segment's).
 
   `audio`, `bounds` are the tracks as `workdir.concat_audio` gives them, `noise`
   the noise files concatenated and `query_rirs_nl` the rooms (for queries:
-  disjoint from training's). Each excerpt is reverberated, then mixed with noise.
+  disjoint from training's). Each excerpt is reverberated, then mixed with
+  noise, over its whole span, then cut into windows.
   """
   k_pick, k_distort = jax.random.split(key)
-  starts, truth_q, off_grid_q = query_starts(k_pick, bounds, n_queries)
-  distort = jax.jit(functools.partial(augment.distort, snr_db_range=snr_db_range))
+  starts, truth_q, off_grid_q = query_starts(k_pick, bounds, n_queries, segments)
+  if noise.size <= span(segments):  # A noise bank shorter than one excerpt repeats.
+    noise = np.resize(noise, span(segments) + 1)
+  distort = jax.jit(functools.partial(augment.distort, snr_db_range=snr_db_range,
+                                      length=span(segments)))
   e_qd = []
   for i in range(0, n_queries, batch):
-    context_bt = np.stack([audio[s - augment.RIR_LEN:s + SEGMENT] for s in starts[i:i + batch]])
-    noisy_bs = distort(jax.random.fold_in(k_distort, i), context_bt, noise, query_rirs_nl)
-    e_qd.append(embed_windows(params, np.asarray(noisy_bs), batch, normalise))
-  return np.concatenate(e_qd), truth_q, off_grid_q
+    context_bt = np.stack([audio[s - augment.RIR_LEN:s + span(segments)]
+                           for s in starts[i:i + batch]])
+    noisy_bt = np.asarray(distort(jax.random.fold_in(k_distort, i), context_bt, noise,
+                                  query_rirs_nl))
+    windows_ns = np.concatenate([windows(x) for x in noisy_bt])
+    e_qd.append(embed_windows(params, windows_ns, batch, normalise))
+  e_qd = np.concatenate(e_qd)
+  if segments > 1:
+    e_qd = e_qd.reshape(n_queries, segments, -1)
+  return e_qd, truth_q, off_grid_q

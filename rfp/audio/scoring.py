@@ -10,7 +10,8 @@ import numpy as np
 
 from rfp.audio import augment
 from rfp.audio.queries import CONDITIONS, make_queries
-from rfp.evaluation import hardness, scaling
+from rfp import rows
+from rfp.evaluation import hardness, scaling, sequences
 
 
 def exact_top1(query_qd, reference_rd, distractors_nd=None):
@@ -82,3 +83,16 @@ def hit_rates_by_offset(query_qd, truth_q, off_grid_q, reference_rd, reference_t
                  **(top1_rates(query_qd[band], truth_q[band], reference_rd, reference_tracks_r)
                     if band.any() else {})})
   return rows
+
+
+def sequence_rates(query_qld, truth_q, reference_rd, reference_tracks_r, lengths):
+  """Each query length's `top1_rates` for multi-segment queries: exact sequence
+  search over R alone (every start within one track, `sequences.exact_best_starts`)."""
+  best = sequences.exact_best_starts(query_qld, rows.ArrayRows(reference_rd),
+                                     sequences.bounds_from_ids(reference_tracks_r), lengths)
+  out = []
+  for n in sorted(best):
+    rates = sequences.sequence_hit_rates(best[n][1], truth_q, reference_tracks_r, len(reference_rd))
+    out.append({'segments': n, 'hr1': rates['hr1'], 'near': rates['near1'],
+                'track': rates['track1']})
+  return out

@@ -9,9 +9,9 @@ segments with the L consecutive raw database rows, and the best one wins.
 
 A database is a row source (references then distractors) plus its track
 bounds: an int array `[tracks + 1]` of each track's first row, then the row
-count. Hardness has an exact variant: every valid start of the distractor
-tracks is scored, streamed in blocks of starts, each block reading L - 1 rows
-past its end so that no start is cut off.
+count. The exact variant (`exact_best_starts`) scores every valid start of a
+row source for every query length in one streamed pass: sequence hardness,
+and the builder's search over the references alone.
 """
 
 import numpy as np
@@ -127,28 +127,45 @@ def sequence_hit_rates(best_start_q, gt_start_q, track_id_of_row, n_refs):
   return {key: rates[key] for key in ('hr1', 'near1', 'track1')}
 
 
-def best_distractor_start_scores(q_qld, distractors, bounds, block=hardness.SCORE_BLOCK):
-  """Each query's best `start_scores` over every valid start of `distractors` (exact).
+def slice_bounds(bounds, a, b):
+  """Bounds of rows [a, b) of a row source with `bounds`: tracks cut at the slice's ends."""
+  inner = bounds[(bounds > a) & (bounds < b)]
+  return np.concatenate([[0], inner - a, [b - a]]).astype(np.int64)
 
-  Starts are taken `block` at a time, reading the L - 1 rows after the block
-  too; starts whose rows would cross into the next track are masked out. A
-  query longer than every track scores -inf. Sequence hardness is the share
-  of queries whose best here beats the score of their true start.
+
+def exact_best_starts(q_qld, rows, bounds, lengths, block=hardness.SCORE_BLOCK):
+  """Each query's best valid start in `rows` for each length L in `lengths`, by exact
+  search: {L: (best `start_scores` [q], its start [q], -1 if none)}.
+
+  One pass over `rows`, `block` starts at a time (reading the longest length's
+  L - 1 rows past the block); segment l's scores are added to the running sum
+  of the first l, so the L-segment score of every start comes with the shorter
+  ones. A query longer than every track scores -inf. Sequence hardness is the
+  share of queries whose best here, over a distractor set, beats their true start.
   """
-  _check_bounds(bounds, distractors, 'sequence hardness')
-  n_q, length, _ = q_qld.shape
+  _check_bounds(bounds, rows, 'exact sequence search')
+  n_q, longest, _ = q_qld.shape
+  lengths = sorted(int(n) for n in lengths)
+  if lengths[-1] > longest:
+    raise InputError(f'query length {lengths[-1]} asked of queries of {longest} segments')
   q_qld = np.asarray(q_qld, np.float32)
-  best = np.full(n_q, -np.inf, np.float32)
-  n_starts = distractors.n - length + 1
-  for a in range(0, max(n_starts, 0), block):
-    b = min(a + block, n_starts)
-    valid = valid_starts(np.arange(a, b), bounds, length)
-    if not valid.any():
-      continue
-    x_nd = distractors.read(a, b + length - 1)
+  best = {n: np.full(n_q, -np.inf, np.float32) for n in lengths}
+  where = {n: np.full(n_q, -1, np.int64) for n in lengths}
+  for a in range(0, rows.n, block):
+    b = min(a + block, rows.n)
+    x_nd = rows.read(a, min(b + lengths[-1] - 1, rows.n))
+    # Rows past the end are zeros: the starts reading them are invalid anyway.
+    x_nd = np.pad(x_nd, ((0, b - a + lengths[-1] - 1 - len(x_nd)), (0, 0)))
     acc_qs = np.zeros((n_q, b - a), np.float32)
-    for l in range(length):
+    for l in range(lengths[-1]):
       acc_qs += q_qld[:, l] @ x_nd[l:l + b - a].T
-    # fmax: a NaN row never wins, as in `hardness.BestScores`.
-    np.fmax(best, np.fmax.reduce(acc_qs[:, valid], axis=1) / length, out=best)
-  return best
+      if l + 1 not in best:
+        continue
+      valid = valid_starts(np.arange(a, b), bounds, l + 1)
+      # A NaN row never wins, as in `hardness.BestScores`.
+      s_qs = np.where(valid & ~np.isnan(acc_qs), acc_qs / (l + 1), -np.inf)
+      top = s_qs.argmax(axis=1)
+      score = s_qs[np.arange(n_q), top]
+      better = score > best[l + 1]
+      best[l + 1][better], where[l + 1][better] = score[better], a + top[better]
+  return {n: (best[n], where[n]) for n in lengths}
