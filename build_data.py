@@ -2,6 +2,7 @@
 
   python build_data.py
   python build_data.py --retrain-fingerprinter --config.build.fp_steps=1500
+  python build_data.py --layout nmfp          # data/ rewritten as NMFP's files, in nmfp/
 
 Stages (each skipped when its output exists, so a re-run resumes):
   1. catalog        apt-get download + dpkg-deb -x the packages, decode tracks to
@@ -33,7 +34,18 @@ def main(argv=None):
                            'the new weights go to build.weights_dir (default WORK/weights)')
   parser.add_argument('--replace-shipped-weights', action='store_true',
                       help='a retrain writes over rfp/audio/weights/ instead (build.replace_shipped_weights)')
+  parser.add_argument('--layout', choices=('nafp', 'nmfp'), default=None,
+                      help="write the built data (build.out_dir) in a system's own files into "
+                           'LAYOUT/ (or --layout-out): NAFP/GraFPrint/PeakNetFP db.mm, query.mm, '
+                           "dummy_db.mm; NMFP's database.mm + database.csv and query .npy files")
+  parser.add_argument('--layout-out', default=None, metavar='DIR', help='where --layout writes')
   args, config = cli.parse(parser, argv)
+  if args.layout:
+    from rfp import layouts  # pylint: disable=g-import-not-at-top
+    out = args.layout_out or args.layout
+    layouts.write_layout(args.layout, args.out or config.build.out_dir, out)
+    print(f'wrote {out}/ from {args.out or config.build.out_dir}/ in the {args.layout} layout')
+    return 0
   for flag, key in (('work', 'work_dir'), ('out', 'out_dir')):  # Shorthands for config.build.*.
     if getattr(args, flag) is not None:
       config.build[key] = getattr(args, flag)

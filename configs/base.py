@@ -20,6 +20,8 @@ def get_config():
 
   c.data = ml_collections.ConfigDict(dict(
       train='data/flow_train.npy',  # [rows, dim] .npy or NAFP-style NAME.mm + NAME_shape.npy.
+      # Track id of each training row (rows of a track consecutive); None: unknown.
+      train_tracks='data/flow_train_tracks.npy',
       norm='per_dim',  # 'per_dim', or 'scalar' (one mean/std over all values, as the reference code).
       val_fraction=0.05,
       val_max=10_000,
@@ -78,6 +80,20 @@ def get_config():
       queries='data/queries.npy',
       ground_truth='data/ground_truth.npy',
       real_distractors='data/distractors.npy',
+      # Track id of each pool row: distractor sets are then whole tracks; None: the
+      # file is read as one track (sets are runs of rows at random offsets).
+      real_distractor_tracks='data/distractors_tracks.npy',
+      # Multi-segment queries [queries, segments, dim] and the reference row of
+      # each one's first segment; None: single-window queries only.
+      sequence_queries='data/sequence_queries.npy',
+      sequence_ground_truth='data/sequence_ground_truth.npy',
+      # Query lengths in segments, searched as runs of consecutive rows (1, 2, 3,
+      # 5 and 10 s at the systems' 0.5 s hop), where the queries have them.
+      query_lengths=[1, 3, 5, 9, 19],
+      window_seconds=1.0, hop_seconds=0.5,  # The system's windows, for the report's seconds.
+      num_sequence_queries=1_000,
+      # Sizes where queries of every length are run; empty: the real curve's.
+      sequence_sizes=[],
       synthetic=config_dict.placeholder(str),  # Folder of sample.py shards; else sampled as needed.
       sizes=[1_000, 10_000, 30_000, 100_000, 300_000, 1_000_000],
       real_sizes=[],  # Real distractor counts; empty: eval.sizes up to the pool size.
@@ -92,4 +108,32 @@ def get_config():
           # the quantizers everywhere (far cheaper; one codebook for all curves).
           shared_training=False)),
   ))
+  return c
+
+
+def nafp_layout(c, folder):
+  """Points `c` at a NAFP-style folder (NAFP, GraFPrint, PeakNetFP): db.mm,
+  query.mm, dummy_db.mm with their *_shape.npy, no track ids. The flow trains on
+  dummy_db.mm as the systems' own code does (`build_data.py --layout nafp` also
+  writes a disjoint train.mm: --config.data.train=FOLDER/train.mm)."""
+  c.data.train, c.data.train_tracks = f'{folder}/dummy_db.mm', None
+  c.eval.reference = folder  # A folder: read in the NAFP layout (rfp.evaluation.inputs).
+  c.eval.reference_tracks = c.eval.real_distractor_tracks = None
+  c.eval.sequence_queries = c.eval.sequence_ground_truth = None
+  return c
+
+
+def nmfp_layout(c, folder):
+  """Points `c` at NMFP-style files as `build_data.py --layout nmfp` writes them:
+  reference/, distractors/ and train/ databases (database.mm + database.csv),
+  queries/ (one [segments, dim] .npy each, queries.csv) and ground_truth.csv."""
+  c.data.train = f'{folder}/train/database.mm'
+  c.data.train_tracks = f'{folder}/train/database.csv'
+  c.eval.reference = f'{folder}/reference/database.mm'
+  c.eval.reference_tracks = f'{folder}/reference/database.csv'
+  c.eval.queries = c.eval.ground_truth = None  # First segments of the sequence queries.
+  c.eval.sequence_queries = f'{folder}/queries'
+  c.eval.sequence_ground_truth = f'{folder}/ground_truth.csv'
+  c.eval.real_distractors = f'{folder}/distractors/database.mm'
+  c.eval.real_distractor_tracks = f'{folder}/distractors/database.csv'
   return c

@@ -10,6 +10,6 @@ def get_config():
   c.system.name = 'GraFPrint'
   c.system.input = 'folder with db.mm, query.mm, dummy_db.mm (+ *_shape.npy), float32'
   c.system.train_mean, c.system.train_std = -0.000263, 0.088348
-  c.data.train = 'grafprint/dummy_db.mm'
+  base.nafp_layout(c, 'grafprint')
   c.eval.index.nlist, c.eval.index.nprobe = 64, 20
   return c

@@ -11,6 +11,6 @@ def get_config():
   c.system.name = 'PeakNetFP'
   c.system.input = 'folder with db.mm, query.mm, dummy_db.mm (+ *_shape.npy), float32'
   c.system.train_mean, c.system.train_std = 0.033622, 0.081744
-  c.data.train = 'peaknetfp/dummy_db.mm'
+  base.nafp_layout(c, 'peaknetfp')
   c.eval.index.nlist, c.eval.index.nprobe = 256, 40
   return c

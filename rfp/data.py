@@ -14,6 +14,7 @@ import warnings
 
 import numpy as np
 
+from rfp import layouts
 from rfp.errors import InputError
 from rfp.rows import Rows, finite_chunks, take_rows
 
@@ -82,13 +83,21 @@ def _npy_layout(path):
 
 
 def _mm_layout(path):
+  """Raw float32 rows; the shape from NAME_shape.npy (NAFP) or NAME.csv (NMFP's
+  database.csv) beside the file."""
   shape_path = path.with_name(path.stem + '_shape.npy')
-  if not shape_path.is_file():
-    raise InputError(f'{path}: shape file {shape_path.name} not found beside it')
-  try:
-    shape = tuple(int(s) for s in np.load(shape_path))
-  except (ValueError, OSError) as e:
-    raise InputError(f'{shape_path}: cannot read shape ({e})') from e
+  tracks_path = path.with_suffix('.csv')
+  if shape_path.is_file():
+    try:
+      shape = tuple(int(s) for s in np.load(shape_path))
+    except (ValueError, OSError) as e:
+      raise InputError(f'{shape_path}: cannot read shape ({e})') from e
+  elif tracks_path.is_file():
+    _, _, n, dim = layouts.read_nmfp_database(tracks_path)
+    shape, shape_path = (n, dim), tracks_path
+  else:
+    raise InputError(f'{path}: neither {shape_path.name} (NAFP) nor {tracks_path.name} (NMFP) '
+                     'beside it to give its shape')
   dtype = np.dtype(np.float32)
   expected = int(np.prod(shape)) * dtype.itemsize
   actual = path.stat().st_size

@@ -1,4 +1,5 @@
-"""Writing an evaluation out: results.json, report.md, scaling.png, embedding.png.
+"""Writing an evaluation out: results.json, report.md, scaling.png, sequences.png
+(one panel per query length, where multi-segment queries were run), embedding.png.
 
 Rates are stored as fractions in results.json and shown as percentages in
 the report and plots.
@@ -35,6 +36,9 @@ def write(out, results, maps=None):
   files.write_json(paths['results'], results)
   paths['report'].write_text(markdown(results))
   plot_scaling(results, paths['scaling'])
+  if results.get('sequences'):
+    paths['sequences'] = out / 'sequences.png'
+    plot_sequences(results, paths['sequences'])
   if maps is not None:
     paths['embedding'] = out / 'embedding.png'
     plot_embedding(maps, paths['embedding'])
@@ -169,6 +173,46 @@ def _scaling(results):
       _table(header, rows)])
 
 
+def _seconds(segments, eval_cfg):
+  return eval_cfg['window_seconds'] + (segments - 1) * eval_cfg['hop_seconds']
+
+
+def _sequences(results):
+  """Per query length: the verdict, then hardness and HR@1 against size."""
+  seq = results['sequences']
+  e = results['settings']['eval']
+  parts = [
+      f'{seq["queries"]:,} queries of up to {max(seq["lengths"])} segments, searched as the '
+      'systems do: each segment\'s top-k proposes a start, starts whose rows leave a track are '
+      'dropped, the rest are re-ranked by the mean exact score over the run. Hardness: share of '
+      'queries whose best run of distractor rows (exact, every start) outscores their true run. '
+      f'Real sets are whole tracks; synthetic: {seq["synthetic"]}.'
+      + (' I.i.d. rows cannot form a matching run of windows, so for long queries they are far '
+         'easier than real tracks: read the synthetic curve of long queries as optimistic.'
+         if seq['synthetic'].startswith('i.i.d.') else '')]
+  curves = results['scaling']
+  for n in seq['lengths']:
+    key = str(n)
+    sized = {kind: [p for p in curves.get(kind, []) if 'sequences' in p]
+             for kind in ('real', 'synthetic', 'real2')}
+    sizes = sorted({p['size'] for c in sized.values() for p in c})
+    rows = []
+    for size in sizes:
+      point = {kind: _point(c, size) for kind, c in sized.items()}
+      cell = lambda kind, metric: _mean_std(
+          {**point[kind]['sequences'][key], 'shared_rows': point[kind].get('shared_rows')}
+          if point[kind] else None, metric)
+      rows.append((f'{size:,}', cell('real', 'hard'), cell('synthetic', 'hard'),
+                   cell('real2', 'hard'), cell('real', 'hr1'), cell('synthetic', 'hr1'),
+                   cell('real', 'near1'), cell('synthetic', 'near1')))
+    parts += [f'### {n} segment{"s" * (n > 1)} ({_seconds(n, e):g} s)',
+              f'**Verdict.** {seq["verdicts"][key]["text"]}',
+              _table(['distractors', 'hardness % real', 'hardness % synthetic',
+                      "hardness % real' (floor)", 'HR@1 % real', 'HR@1 % synthetic',
+                      'near (±1) % real', 'near (±1) % synthetic'], rows)]
+  return '\n\n'.join(parts + ['![sequences](sequences.png)'])
+
+
 def _settings(results):
   e = results['settings']['eval']
   idx = e['index']
@@ -222,6 +266,7 @@ def markdown(results):
       '## Fidelity', _fidelity(results),
       '## Distractor hardness and retrieval under scaling', _scaling(results),
       '![scaling](scaling.png)',
+      *(['## Multi-segment queries', _sequences(results)] if results.get('sequences') else []),
       '## Settings', _settings(results),
   ]
   if results['notes']:
@@ -277,6 +322,40 @@ def plot_scaling(results, path):
   fig.suptitle(results.get('system') or '')
   fig.tight_layout()
   fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def plot_sequences(results, path):
+  """HR@1 (top row) and hardness (bottom row) against distractor count, one
+  column per query length."""
+  seq = results['sequences']
+  e = results['settings']['eval']
+  lengths = seq['lengths']
+  fig, axes = plt.subplots(2, len(lengths), figsize=(3.4 * len(lengths), 6.4), squeeze=False,
+                           sharey='row')
+  sizes = sorted({p['size'] for c in results['scaling'].values() for p in c if 'sequences' in p})
+  for j, n in enumerate(lengths):
+    curves = {kind: [{'size': p['size'], 'shared_rows': p.get('shared_rows'),
+                      **p['sequences'][str(n)]} for p in c if 'sequences' in p]
+              for kind, c in results['scaling'].items()}
+    for kind, label, color in _CURVES:
+      if kind != 'real2':
+        _band(axes[0, j], curves.get(kind, []), 'hr1', label, color)
+      _band(axes[1, j], curves.get(kind, []), 'hard', label, color)
+    axes[0, j].set_title(f'{n} segment{"s" * (n > 1)} ({_seconds(n, e):g} s)')
+    for ax in axes[:, j]:
+      ax.set_xscale('log')
+      ax.set_xticks(sizes, _tick_labels(sizes))
+      ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+      ax.grid(alpha=0.3)
+    axes[1, j].set_xlabel('distractors')
+  axes[0, 0].set_ylabel('HR@1 (%)')
+  axes[1, 0].set_ylabel('queries whose best distractor\nrun outscores the true one (%)')
+  axes[1, 0].legend(fontsize=8)
+  fig.suptitle(f'{results.get("system") or ""} multi-segment queries; synthetic: '
+               f'{seq["synthetic"]}')
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
   plt.close(fig)
 
 

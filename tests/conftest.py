@@ -63,7 +63,8 @@ TINY = {'model.width': 128, 'model.depth': 2, 'model.hidden': 256, 'train.epochs
 
 def tiny_items(train_path, dim=16, **overrides):
   """{key: value} that shrink the demo config to a model that trains in seconds."""
-  return {'data.train': str(train_path), 'model.dim': dim, **TINY, **overrides}
+  return {'data.train': str(train_path), 'data.train_tracks': None, 'model.dim': dim, **TINY,
+          **overrides}
 
 
 def config_flags(items):

@@ -50,6 +50,8 @@ def test_export_writes_float16_rows_scores_them_and_reruns_to_the_same_files(tmp
   assert r['sequences'] == scoring.sequence_rates(seq_qld, seq_truth_q, reference_rd, tracks_r,
                                                   export.SEQUENCE_LENGTHS)
   assert meta['sequence_queries']['n'] == 12
+  track_qd = np.load(tmp_path / 'a' / 'track_queries.npy')
+  assert track_qd.dtype == np.float16 and track_qd.shape == reference_rd.shape
   assert r['hr1_reference_only'] == scoring.top1_rates(query_qd, truth_q, reference_rd, tracks_r)['hr1']
   assert [d['n_distractors'] for d in r['with_distractors']] == [meta['rows']['distractors.npy']]
   assert [c['condition'] for c in r['by_condition']] == [c for c, *_ in CONDITIONS]

@@ -69,7 +69,7 @@ def test_memmap_size_must_match_shape_file(tmp_path):
   with pytest.raises(InputError, match=r'size 5120 bytes does not match shape \(11, 128\)'):
     data.open_embeddings(path)
   (tmp_path / 'db_shape.npy').unlink()
-  with pytest.raises(InputError, match='db_shape.npy not found'):
+  with pytest.raises(InputError, match=r'neither db_shape.npy \(NAFP\) nor db.csv \(NMFP\)'):
     data.open_embeddings(path)
 
 

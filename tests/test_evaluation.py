@@ -18,6 +18,7 @@ from rfp.errors import InputError
 
 DIM = 16
 N_REFS, TRACK_LEN, N_QUERIES, N_POOL, N_TRAIN, N_SYNTHETIC = 1200, 20, 150, 3000, 3000, 6000
+SEGMENTS, N_SEQUENCES = 5, 60
 
 
 def _unit(x):
@@ -53,11 +54,23 @@ def dataset(tmp_path_factory):
   np.save(paths['ground_truth'], gt)
   paths['reference_tracks'] = root / 'reference_tracks.npy'
   np.save(paths['reference_tracks'], np.repeat(np.arange(N_REFS // TRACK_LEN), TRACK_LEN))
+  paths['real_distractor_tracks'] = root / 'pool_tracks.npy'
+  np.save(paths['real_distractor_tracks'], np.repeat(np.arange(N_POOL // 30), 30))
+  # Multi-segment queries: noisy copies of runs of SEGMENTS rows inside one track.
+  starts = rng.choice(np.flatnonzero(np.arange(N_REFS) % TRACK_LEN <= TRACK_LEN - SEGMENTS),
+                      N_SEQUENCES, replace=False)
+  paths['sequence_queries'] = root / 'sequence_queries.npy'
+  np.save(paths['sequence_queries'], _unit(refs[starts[:, None] + np.arange(SEGMENTS)]
+                                           + 0.05 * rng.normal(size=(N_SEQUENCES, SEGMENTS, DIM))))
+  paths['sequence_ground_truth'] = root / 'sequence_ground_truth.npy'
+  np.save(paths['sequence_ground_truth'], starts)
   np.save(root / 'train.npy', train)
+  np.save(root / 'train_tracks.npy', np.repeat(np.arange(N_TRAIN // 50), 50))
   _write_shards(root / 'synthetic', synthetic)
   workdir = root / 'run'
   workdir.mkdir()
-  config = tiny_config(root / 'train.npy', dim=DIM)
+  config = tiny_config(root / 'train.npy', dim=DIM,
+                       **{'data.train_tracks': str(root / 'train_tracks.npy')})
   (workdir / 'config.json').write_text(config.to_json())
   return root, workdir, paths
 
@@ -67,7 +80,8 @@ def _overrides(paths, synthetic, **extra):
            'eval.synthetic': str(synthetic), 'eval.sizes': [300, 2000, 5000], 'eval.repeats': 2,
            'eval.num_queries': 100, 'eval.fidelity_rows': 600, 'eval.index.nlist': 16,
            'eval.index.nprobe': 16, 'eval.index.code_bytes': 8, 'eval.index.k': 20,
-           'eval.index.train_rows': 2000, **extra}
+           'eval.index.train_rows': 2000, 'eval.query_lengths': [1, 3, 5, 9],
+           'eval.num_sequence_queries': N_SEQUENCES, **extra}
   return [f'--config.{k}={v}' for k, v in items.items()]
 
 
@@ -118,6 +132,22 @@ def test_evaluate_end_to_end_leaves_inputs_untouched(dataset, tmp_path, capsys):
   assert ' ± ' not in rows['3,000', 'real'] and ' ± ' in rows['2,000', 'real']
   assert pairs['synthetic_vs_gaussian']['density'] is None
   assert 'S ‖ G: no precision, recall, density or coverage' in report
+  # Multi-segment queries at the real curve's sizes, for every kind; 9 segments are
+  # longer than the queries, so they are noted and left out.
+  seq = results['sequences']
+  assert seq['lengths'] == [1, 3, 5] and seq['queries'] == N_SEQUENCES
+  assert any('lengths 9 not evaluated' in n for n in results['notes'])
+  for kind in ('real', 'synthetic', 'real2'):
+    assert [p['size'] for p in curves[kind] if 'sequences' in p] == [300, 2000, 3000]
+  for point in curves['real']:
+    for n in ('1', '3', '5'):
+      stats = point['sequences'][n]
+      assert stats['hr1']['mean'] <= stats['near1']['mean'] <= stats['track1']['mean']
+  # Longer queries are harder to beat: hardness falls with length.
+  assert curves['real'][-1]['sequences']['5']['hard']['mean'] <= \
+      curves['real'][-1]['sequences']['1']['hard']['mean']
+  assert set(seq['verdicts']) == {'1', '3', '5'}
+  assert '### 5 segments (3 s)' in report and (tmp_path / 'out' / 'sequences.png').stat().st_size
 
 
 def test_shared_index_training_serves_every_point(dataset, tmp_path, capsys):
@@ -170,6 +200,9 @@ def test_nafp_folder(dataset, tmp_path):
   assert 'NAFP' in results['inputs']['ground_truth']
   assert 'track1' not in results['scaling']['real'][0]
   assert results['scaling']['real'][0]['hr1']['mean'] > 0.5
+  # Multi-segment queries are runs of consecutive query rows, db row i for query row i.
+  seq = results['scaling']['real'][0]['sequences']
+  assert results['sequences']['lengths'] == [1, 3, 5, 9] and seq['9']['hr1']['mean'] > 0.9
 
 
 def _cli(*args):

@@ -6,18 +6,19 @@ import pytest
 from conftest import tiny_config
 from rfp import retrieval, rows
 from rfp.errors import InputError
-from rfp.evaluation import hardness, inputs, scaling
+from rfp.evaluation import hardness, inputs, scaling, sequences
 
 
 def _unit(x):
   return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
 
 
-def _toy_inputs(refs, q, gt, tracks):
+def _toy_inputs(refs, q, gt, tracks, seqs=None):
+  bounds = sequences.bounds_from_ids(tracks if tracks is not None else np.zeros(len(refs)))
   return inputs.Inputs(
       reference=rows.ArrayRows(refs), queries_qd=q, query_rows=np.arange(len(q)),
       ground_truth=gt, true_scores=np.einsum('qd,qd->q', q, refs[gt]), tracks=tracks,
-      real=None, real2=None, paths={}, notes=())
+      real=None, real2=None, sequences=seqs, bounds={'reference': bounds}, paths={}, notes=())
 
 
 def test_hit_rates_by_hand():
@@ -53,16 +54,62 @@ def test_hr1_and_hardness_on_a_toy_with_a_known_answer():
 def test_distractor_sets_are_fresh_per_repeat():
   pool = rows.ArrayRows(np.arange(1000, dtype=np.float32)[:, None])
   real, note = scaling.distractor_sets('real', pool, 300, 3, seed=0)
-  picked = [set(s.rows) for s in real]
-  assert note is None and all(len(r) == 300 for r in picked) and picked[0] != picked[1]
+  picked = [s.read(0, s.n)[:, 0] for s, _ in real]
+  # Without track ids: a run of consecutive rows of the file, one track.
+  assert note is None and all(np.all(np.diff(r) == 1) and len(r) == 300 for r in picked)
+  assert picked[0][0] != picked[1][0] and all(b.tolist() == [0, 300] for _, b in real)
   synthetic, note = scaling.distractor_sets('synthetic', pool, 300, 3, seed=0)
-  starts = [int(s.read(0, 1)[0, 0]) for s in synthetic]
+  starts = [int(s.read(0, 1)[0, 0]) for s, _ in synthetic]
   assert note is None and starts == [0, 300, 600]  # Disjoint slices.
   synthetic, note = scaling.distractor_sets('synthetic', pool, 600, 3, seed=0)
-  assert 'share rows' in note and [int(s.read(0, 1)[0, 0]) for s in synthetic] == [0, 200, 400]
+  assert 'share rows' in note and [int(s.read(0, 1)[0, 0]) for s, _ in synthetic] == [0, 200, 400]
   _, note = scaling.distractor_sets('real', pool, 1000, 2, seed=0)
   assert note == 'real repeats at 1,000 are the whole pool: the same rows each time'
   assert scaling.distractor_sets('real', pool, 1000, 1, seed=0)[1] is None  # Nothing shared.
+
+
+def test_real_sets_are_whole_tracks_and_synthetic_tracks_are_cut_at_slice_ends():
+  lengths = np.array([50, 120, 30, 200, 80, 20, 300, 200])
+  bounds = sequences.track_bounds(np.cumsum(np.concatenate([[0], lengths[:-1]])), 1000)
+  pool = rows.ArrayRows(np.arange(1000, dtype=np.float32)[:, None])
+  track_of = np.repeat(np.arange(8), lengths)
+  sets, _ = scaling.distractor_sets('real', pool, 333, 4, seed=1, bounds=bounds)
+  for s, b in sets:
+    r = s.read(0, s.n)[:, 0].astype(int)
+    assert len(r) == 333 and b[-1] == 333 and np.all(np.diff(r) > 0)
+    runs = [r[x:y] for x, y in zip(b[:-1], b[1:])]
+    # Each run is one track's rows from its first; all but one are the whole track.
+    assert all(len(set(track_of[run])) == 1 and run[0] == bounds[track_of[run[0]]] for run in runs)
+    assert sum(len(run) < lengths[track_of[run[0]]] for run in runs) <= 1
+  assert len({tuple(s.read(0, s.n)[:, 0]) for s, _ in sets}) > 1
+  synthetic, _ = scaling.distractor_sets('synthetic', pool, 400, 2, seed=0, bounds=bounds)
+  np.testing.assert_array_equal(synthetic[1][1], [0, 80, 100, 400])  # Rows 400-800.
+
+
+def test_multi_segment_queries_on_a_toy_with_a_known_answer():
+  """Twenty 4-segment queries cut from reference tracks; the first ten also have
+  an exact copy of their run in a distractor track, which wins by a hair."""
+  rng = np.random.default_rng(2)
+  dim, tracks = 16, np.repeat(np.arange(5), 40)
+  refs = _unit(rng.normal(size=(200, dim)))
+  gt = np.array([t * 40 + o for t in range(5) for o in (0, 9, 20, 36)])
+  q_qld = _unit(refs[gt[:, None] + np.arange(4)] + 0.05 * rng.normal(size=(20, 4, dim)))
+  copies = q_qld[:10].reshape(-1, dim)
+  distractors = np.concatenate([_unit(rng.normal(size=(60, dim))), copies])
+  d_bounds = sequences.track_bounds([0, 60], 100)
+  seqs = inputs.Sequences(q_qld, np.arange(20), gt, (1, 4), {
+      n: sequences.start_scores(q_qld[:, :n], rows.ArrayRows(refs), gt[:, None])[:, 0]
+      for n in (1, 4)})
+  toy = _toy_inputs(refs, q_qld[:, 0], gt, tracks, seqs)
+  spec = retrieval.IndexSpec(nlist=4, nprobe=4, code_bytes=8, bits=8, k=20, train_rows=5000)
+  out = scaling.retrieval_point(toy, rows.ArrayRows(distractors), spec,
+                                np.random.default_rng(0), bounds=d_bounds)['sequences']
+  # Exact copies of the first ten runs: those queries miss and count as hard.
+  assert out['4'] == {'hard': 0.5, 'hr1': 0.5, 'near1': 0.5, 'track1': 0.5}
+  assert out['1']['hard'] >= 0.5
+  # Read as one track, the copies' runs also straddle into each other: no fewer hard ones.
+  one = scaling.sequence_hardness(toy, rows.ArrayRows(distractors), np.array([0, 100]))
+  assert one['4']['hard'] >= 0.5
 
 
 def test_sizes_must_be_positive(tmp_path):
@@ -72,3 +119,13 @@ def test_sizes_must_be_positive(tmp_path):
                     np.arange(2), None)
   with pytest.raises(InputError, match='positive'):
     scaling.plan_sizes(config.eval, toy)
+
+
+def test_sequence_hit_rates_by_hand():
+  tracks = np.repeat([0, 1], 10)  # 20 reference rows; rows 20+ are distractors.
+  gt = np.array([3, 3, 3, 3, 12, 15, 0, 9])
+  # Exact; near; same track, far; other track; near; a distractor; nothing;
+  # one segment off but in the next track.
+  best = np.array([3, 4, 9, 12, 11, 25, -1, 10])
+  assert scaling.sequence_hit_rates(best, gt, tracks, 20) == {
+      'hr1': 1 / 8, 'near1': 3 / 8, 'track1': 4 / 8}

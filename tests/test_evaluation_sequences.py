@@ -6,7 +6,7 @@ import pytest
 from conftest import unit_rows
 from rfp import retrieval, rows
 from rfp.errors import InputError
-from rfp.evaluation import sequences
+from rfp.evaluation import scaling, sequences
 
 DIM = 16
 
@@ -61,7 +61,7 @@ def test_a_query_of_consecutive_segments_finds_its_run():
   exact = sequences.start_scores(q, db, gt[:, None])[:, 0]
   np.testing.assert_allclose(scores[:, 0], exact, rtol=1e-5)
   assert np.all(np.diff(scores, axis=1) <= 0)
-  assert sequences.sequence_hit_rates(starts[:, 0], gt, np.repeat([0, 1, 2], [40, 30, 50]),
+  assert scaling.sequence_hit_rates(starts[:, 0], gt, np.repeat([0, 1, 2], [40, 30, 50]),
                                       120) == {'hr1': 1.0, 'near1': 1.0, 'track1': 1.0}
 
 
@@ -95,16 +95,6 @@ def test_a_query_longer_than_a_track_finds_nothing_in_it():
   (best, where), = sequences.exact_best_starts(q, alone, sequences.track_bounds([0], 5),
                                                [8]).values()
   assert best == -np.inf and where == -1
-
-
-def test_sequence_hit_rates_by_hand():
-  tracks = np.repeat([0, 1], 10)  # 20 reference rows; rows 20+ are distractors.
-  gt = np.array([3, 3, 3, 3, 12, 15, 0, 9])
-  # Exact; near; same track, far; other track; near; a distractor; nothing;
-  # one segment off but in the next track.
-  best = np.array([3, 4, 9, 12, 11, 25, -1, 10])
-  assert sequences.sequence_hit_rates(best, gt, tracks, 20) == {
-      'hr1': 1 / 8, 'near1': 3 / 8, 'track1': 4 / 8}
 
 
 @pytest.mark.parametrize('block', [1, 3, 5, 10_000])

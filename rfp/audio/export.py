@@ -9,7 +9,7 @@ import numpy as np
 from rfp.audio import augment, features, fingerprinter
 from rfp.audio.embed import DATABASE_SHIFTS, database_rows, embed_tracks
 from rfp.audio.features import HOP, SAMPLE_RATE, SEGMENT
-from rfp.audio.queries import make_queries
+from rfp.audio.queries import make_queries, track_queries
 from rfp.audio.scoring import (hit_rates_by_condition, hit_rates_by_distractor_count,
                                hit_rates_by_offset, sequence_rates, top1_rates)
 from rfp.audio.splits import split_summary
@@ -72,12 +72,16 @@ def export(work, build, weights, splits, cat, log=print):
                                          build.sequence_queries, query_rirs_nl,
                                          segments=SEQUENCE_LENGTHS[-1])
   seq_qld = seq_qld.astype(np.float16)
+  log('export: a distorted query window for every reference row (NAFP layout)')
+  track_qd = track_queries(jax.random.key(seed + 5), params, audio, bounds, noise,
+                           query_rirs_nl).astype(np.float16)
   files = {'flow_train.npy': arrays['flow_train'],
            'flow_train_tracks.npy': arrays['flow_train_tracks'].astype(np.int32),
            'reference.npy': arrays['reference'],
            'reference_tracks.npy': arrays['reference_tracks'].astype(np.int32),
            'queries.npy': query_qd, 'ground_truth.npy': truth_q,
            'sequence_queries.npy': seq_qld, 'sequence_ground_truth.npy': seq_truth_q,
+           'track_queries.npy': track_qd,
            'distractors.npy': arrays['distractors'],
            'distractors_tracks.npy': arrays['distractors_tracks'].astype(np.int32)}
   for name, array in files.items():

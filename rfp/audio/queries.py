@@ -77,3 +77,27 @@ def make_queries(key, params, audio, bounds, noise, n_queries, query_rirs_nl,
   if segments > 1:
     e_qd = e_qd.reshape(n_queries, segments, -1)
   return e_qd, truth_q, off_grid_q
+
+
+def track_queries(key, params, audio, bounds, noise, query_rirs_nl, normalise=True):
+  """`[rows of all tracks, dim]`: row i the fingerprint of a distorted window
+  at database row i's place, the NAFP test protocol (query i is db row i).
+
+  Each whole track is distorted at once (reverberated from silence, noise
+  over its whole length) and windowed on the database's hop, shifted off the
+  grid by a random amount of up to `augment.MAX_OFFSET` per track; the last
+  window reads silence past the track's end where the shift needs it.
+  """
+  rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel())
+  out = []
+  for k, (a, b) in enumerate(bounds):
+    rows = n_windows(int(b - a))
+    shift = int(rng.integers(1, augment.MAX_OFFSET + 1))
+    length = span(rows) + shift
+    x_t = np.zeros(augment.RIR_LEN + length, np.float32)
+    x_t[augment.RIR_LEN:augment.RIR_LEN + min(length, b - a)] = audio[a:a + min(length, b - a)]
+    bank = noise if noise.size > length else np.resize(noise, length + 1)
+    noisy_t = np.asarray(augment.distort(jax.random.fold_in(key, k), x_t[None], bank,
+                                         query_rirs_nl, length=length))[0]
+    out.append(embed_windows(params, windows(noisy_t[shift:]), normalise=normalise))
+  return np.concatenate(out)

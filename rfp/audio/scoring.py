@@ -8,9 +8,9 @@ each query's top row exactly and names the rates as metadata.json always has.
 import jax
 import numpy as np
 
+from rfp import rows
 from rfp.audio import augment
 from rfp.audio.queries import CONDITIONS, make_queries
-from rfp import rows
 from rfp.evaluation import hardness, scaling, sequences
 
 
@@ -92,7 +92,7 @@ def sequence_rates(query_qld, truth_q, reference_rd, reference_tracks_r, lengths
                                      sequences.bounds_from_ids(reference_tracks_r), lengths)
   out = []
   for n in sorted(best):
-    rates = sequences.sequence_hit_rates(best[n][1], truth_q, reference_tracks_r, len(reference_rd))
+    rates = scaling.sequence_hit_rates(best[n][1], truth_q, reference_tracks_r, len(reference_rd))
     out.append({'segments': n, 'hr1': rates['hr1'], 'near': rates['near1'],
                 'track': rates['track1']})
   return out

@@ -2,9 +2,14 @@
 
 References, queries and their ground truth (the reference row each query was
 cut from), optional track ids, the real distractor pool and a second real set
-(the run's training file when it is disjoint: the real-vs-real floor). Files
-come from `eval.*` paths or from a NAFP-style folder. Every file is opened
-read-only; any problem is one `InputError`.
+(the run's training file when it is disjoint: the real-vs-real floor), and
+multi-segment queries (`Sequences`). Files come from `eval.*` paths or from a
+NAFP-style folder. Every file is opened read-only; any problem is one
+`InputError`.
+
+Each row file is a file of tracks (every system stores a track's windows
+consecutively); its track bounds (`rfp.evaluation.sequences`) come from its
+track ids, or, without them, the whole file counts as one track.
 """
 
 import dataclasses
@@ -12,10 +17,21 @@ import pathlib
 
 import numpy as np
 
-from rfp import data, rows as rows_lib
+from rfp import data, layouts, rows as rows_lib
 from rfp.errors import InputError
+from rfp.evaluation import sequences as sequences_lib
 
 NAFP_FILES = {'reference': 'db.mm', 'queries': 'query.mm', 'real_distractors': 'dummy_db.mm'}
+
+
+@dataclasses.dataclass(frozen=True)
+class Sequences:
+  """Multi-segment queries, evaluated at each of `lengths` segments (their prefixes)."""
+  q_qld: np.ndarray  # [q, longest length, dim] float32.
+  query_rows: np.ndarray  # Their rows in the query file.
+  ground_truth: np.ndarray  # [q] reference row of each query's first segment.
+  lengths: tuple
+  true_scores: dict  # {length: [q] mean score of the query with its true run of rows}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,6 +45,9 @@ class Inputs:
   tracks: np.ndarray | None  # [n_reference] track id of each reference row.
   real: data.Embeddings | None  # Real distractor pool.
   real2: data.Embeddings | None  # A second real set, disjoint from the pool (floors).
+  sequences: Sequences | None
+  # {'reference', 'real', 'real2'} -> track bounds, None where there are no track ids.
+  bounds: dict
   paths: dict
   notes: tuple
 
@@ -39,7 +58,8 @@ def _resolve_paths(eval_cfg, nafp):
                     else None)
   if folder is None:
     return {k: eval_cfg[k] for k in ('reference', 'reference_tracks', 'queries', 'ground_truth',
-                                'real_distractors')}
+                                     'real_distractors', 'real_distractor_tracks',
+                                     'sequence_queries', 'sequence_ground_truth')}
   folder = pathlib.Path(folder)
   if not folder.is_dir():
     raise InputError(f'{folder}: NAFP folder not found')
@@ -50,7 +70,9 @@ def _resolve_paths(eval_cfg, nafp):
   dummy = folder / NAFP_FILES['real_distractors']
   return {'reference': str(folder / NAFP_FILES['reference']), 'reference_tracks': None,
           'queries': str(folder / NAFP_FILES['queries']), 'ground_truth': None,
-          'real_distractors': str(dummy) if dummy.is_file() else None, 'nafp': str(folder)}
+          'real_distractors': str(dummy) if dummy.is_file() else None,
+          'real_distractor_tracks': None, 'sequence_queries': None, 'sequence_ground_truth': None,
+          'nafp': str(folder)}
 
 
 def _open_like(path, reference, what):
@@ -78,6 +100,122 @@ def _int_vector(path, length, length_of, why):
   return a.astype(np.int64)
 
 
+def _track_ids(path, emb, why):
+  """[rows] track id of each row of `emb`: an integer .npy, or NMFP's database.csv."""
+  if pathlib.Path(path).suffix != '.csv':
+    return _int_vector(path, emb.n, emb.path, why)
+  ids = layouts.nmfp_track_ids(path)
+  if len(ids) != emb.n:
+    raise InputError(f'{path}: its tracks cover {len(ids)} rows but {emb.path} has {emb.n}')
+  return ids
+
+
+def _bounds(path, emb, key):
+  """Track bounds of a row file from its track ids (file `path`, setting `key`), or None."""
+  if not path:
+    return None
+  return sequences_lib.bounds_from_ids(
+      _track_ids(path, emb, f'set {key}=None to read {emb.path} as one track'))
+
+
+def _lengths(eval_cfg):
+  try:
+    lengths = sorted({int(n) for n in eval_cfg.query_lengths})
+  except (TypeError, ValueError) as e:
+    raise InputError(f'eval.query_lengths={eval_cfg.query_lengths!r}: expected a list of '
+                     'segment counts') from e
+  if lengths and lengths[0] < 1:
+    raise InputError(f'eval.query_lengths={eval_cfg.query_lengths!r}: expected positive counts')
+  return lengths
+
+
+def _query_array(path, dim):
+  """Multi-segment queries `[queries, segments, dim]` of an .npy file, or of an NMFP
+  folder (one `[segments, dim]` .npy per query; the shortest sets the segments)."""
+  path = pathlib.Path(path)
+  if not path.exists():
+    raise InputError(f'{path}: not found; set eval.sequence_queries=None to evaluate '
+                     'single-window queries only')
+  try:
+    if path.is_dir():
+      parts = [np.load(p, mmap_mode='r', allow_pickle=False) for p in sorted(path.rglob('*.npy'))]
+      bad = [p for p in parts if p.ndim != 2 or p.shape[1] != dim]
+      if not parts or bad:
+        raise InputError(f'{path}: expected .npy queries of shape [segments, {dim}]'
+                         + (f', got {bad[0].shape}' if bad else ', found none'))
+      shortest = min(len(p) for p in parts)
+      return np.stack([p[:shortest] for p in parts])
+    q_qld = np.load(path, mmap_mode='r', allow_pickle=False)
+  except (ValueError, OSError) as e:
+    raise InputError(f'{path}: cannot read ({e})') from e
+  if q_qld.ndim != 3 or q_qld.shape[2] != dim or q_qld.dtype.kind != 'f':
+    raise InputError(f'{path}: expected float queries [queries, segments, {dim}], '
+                     f'got {q_qld.dtype} {q_qld.shape}')
+  return q_qld
+
+
+def _sequence_truth(path, truth_path, q_qld, reference_tracks_path):
+  if not truth_path:
+    raise InputError('eval.sequence_ground_truth is not set: multi-segment queries need the '
+                     "reference row of each query's first segment")
+  if pathlib.Path(path).is_dir():
+    if not reference_tracks_path or pathlib.Path(reference_tracks_path).suffix != '.csv':
+      raise InputError(f'{path}: NMFP queries name their reference tracks; set '
+                       'eval.reference_tracks to the references\' database.csv')
+    return layouts.read_nmfp_queries(path, truth_path, reference_tracks_path)[1]
+  return _int_vector(truth_path, len(q_qld), path, "the reference row of each query's first segment")
+
+
+def open_sequences(paths, queries, reference, ref_bounds, eval_cfg, notes):
+  """The multi-segment queries, checked against the references: every segment's
+  true row exists, in the first segment's track. From `paths['sequence_queries']`
+  (an .npy `[q, segments, dim]` or an NMFP folder) or, in a NAFP folder, runs of
+  consecutive query rows (query row i is db row i). None when there are none to
+  evaluate; lengths past the queries' are dropped (noted)."""
+  lengths = _lengths(eval_cfg)
+  if not lengths:
+    return None
+  rng = np.random.default_rng([eval_cfg.seed, 5])
+  if eval_cfg.num_sequence_queries < 1:
+    raise InputError(f'eval.num_sequence_queries={eval_cfg.num_sequence_queries}: must be at least 1')
+  if 'nafp' in paths:
+    source, longest = queries.path, min(lengths[-1], queries.n)
+  elif paths['sequence_queries']:
+    q_qld = _query_array(paths['sequence_queries'], reference.dim)
+    truth = _sequence_truth(paths['sequence_queries'], paths['sequence_ground_truth'], q_qld,
+                            paths['reference_tracks'])
+    source, longest = paths['sequence_queries'], q_qld.shape[1]
+  else:
+    return None
+  if lengths[-1] > longest:
+    notes.append(f'{source} holds queries of {longest} segments: lengths '
+                 f'{", ".join(str(n) for n in lengths if n > longest)} not evaluated')
+    lengths = [n for n in lengths if n <= longest] or [longest]
+  longest = lengths[-1]
+  if 'nafp' in paths:
+    candidates = np.arange(max(queries.n - longest + 1, 0))
+    starts = candidates[sequences_lib.valid_starts(candidates, ref_bounds, longest)]
+    if not len(starts):
+      raise InputError(f'{queries.path}: no run of {longest} query rows in one track')
+    truth = starts[rows_lib.sample_rows(len(starts), eval_cfg.num_sequence_queries, rng)]
+    rows = np.arange(len(truth))
+    picked = queries.take((truth[:, None] + np.arange(longest)).ravel()).reshape(
+        len(truth), longest, -1)
+  else:
+    bad = np.flatnonzero(~sequences_lib.valid_starts(truth, ref_bounds, longest))
+    if len(bad):
+      raise InputError(f'{paths["sequence_ground_truth"]}: query {bad[0]} starts at reference row '
+                       f'{truth[bad[0]]}, which has no run of {longest} rows in one track of '
+                       f'{reference.path} ({len(bad)} such queries)')
+    rows = rows_lib.sample_rows(len(q_qld), eval_cfg.num_sequence_queries, rng)
+    picked = np.asarray(q_qld[rows, :longest], np.float32)
+  rows_lib.check_finite(picked.reshape(len(picked), -1), source, rows)
+  gt = truth if 'nafp' in paths else truth[rows]
+  true_scores = {n: sequences_lib.start_scores(picked[:, :n], reference, gt[:, None])[:, 0]
+                 for n in lengths}
+  return Sequences(picked, rows, gt, tuple(lengths), true_scores)
+
+
 def _same_file(a, b):
   return a is not None and b is not None and pathlib.Path(a).resolve() == pathlib.Path(b).resolve()
 
@@ -99,11 +237,13 @@ def open_inputs(eval_cfg, run_config, nafp=None, progress=False):
   if run_config['model']['dim'] != reference.dim:
     raise InputError(f'{reference.path}: dimension {reference.dim}, but the run models '
                      f'{run_config["model"]["dim"]}-d embeddings')
-  if not paths['queries']:
+  if not paths['queries'] and not paths['sequence_queries']:
     raise InputError('eval.queries is not set')
-  queries = _open_like(paths['queries'], reference, 'queries')
+  queries = _open_like(paths['queries'], reference, 'queries') if paths['queries'] else None
 
-  if 'nafp' in paths:
+  if queries is None:
+    ground_truth = None  # The multi-segment queries' first segments stand in.
+  elif 'nafp' in paths:
     if queries.n > reference.n:
       raise InputError(f'{queries.path}: {queries.n} queries but only {reference.n} rows in '
                        f'{reference.path}; NAFP pairs query i with db row i')
@@ -123,14 +263,20 @@ def open_inputs(eval_cfg, run_config, nafp=None, progress=False):
 
   tracks = None
   if paths['reference_tracks']:
-    tracks = _int_vector(paths['reference_tracks'], reference.n, reference.path,
-                         'set eval.reference_tracks=None to evaluate without track ids')
+    tracks = _track_ids(paths['reference_tracks'], reference,
+                        'set eval.reference_tracks=None to evaluate without track ids')
+  bounds = {'reference': (sequences_lib.bounds_from_ids(tracks) if tracks is not None
+                          else sequences_lib.track_bounds([0], reference.n))}
 
   real = None
   if paths['real_distractors']:
     real = _open_like(paths['real_distractors'], reference, 'real distractors')
     if _same_file(real.path, reference.path):
       raise InputError(f'{real.path}: is also the reference file; distractors must be other rows')
+    bounds['real'] = _bounds(paths['real_distractor_tracks'], real, 'eval.real_distractor_tracks')
+    if bounds['real'] is None:
+      notes.append(f'no track ids for {real.path}: its sets are runs of consecutive rows at '
+                   'random offsets, the file read as one track')
   else:
     notes.append('no real distractor pool: synthetic curve only')
 
@@ -142,19 +288,29 @@ def open_inputs(eval_cfg, run_config, nafp=None, progress=False):
                    'data: the real-vs-real floor uses two halves of the real rows')
     else:
       real2 = _open_like(train_path, reference, 'flow training rows')
+      bounds['real2'] = _bounds(run_config.get('data', {}).get('train_tracks'), real2,
+                                'data.train_tracks')
   else:
     notes.append('the flow training file is not available: the real-vs-real floor uses two '
                  'halves of the real rows')
 
-  rng = np.random.default_rng([eval_cfg.seed, 0])
   if eval_cfg.num_queries < 1:
     raise InputError(f'eval.num_queries={eval_cfg.num_queries}: must be at least 1')
-  query_rows = rows_lib.sample_rows(queries.n, eval_cfg.num_queries, rng)
-  queries_qd = queries.take(query_rows)
-  rows_lib.check_finite(queries_qd, queries.path, query_rows)
   # Before any figure: one bad row would shift hardness silently, or stop faiss mid-sweep.
   rows_lib.check_files_finite([e for e in (reference, real, real2) if e is not None], progress)
-  gt = ground_truth[query_rows]
+  seqs = open_sequences(paths, queries, reference, bounds['reference'], eval_cfg, notes)
+  if queries is None:
+    if seqs is None:
+      raise InputError('eval.queries is not set and eval.query_lengths is empty: nothing to query')
+    queries_qd, query_rows, gt = seqs.q_qld[:, 0], seqs.query_rows, seqs.ground_truth
+    paths['queries'] = f'{paths["sequence_queries"]} (first segments)'
+  else:
+    query_rows = rows_lib.sample_rows(queries.n, eval_cfg.num_queries,
+                                      np.random.default_rng([eval_cfg.seed, 0]))
+    queries_qd = queries.take(query_rows)
+    rows_lib.check_finite(queries_qd, queries.path, query_rows)
+    gt = ground_truth[query_rows]
   true_scores = np.einsum('qd,qd->q', queries_qd, reference.take(gt))
-  return Inputs(reference, queries_qd, query_rows, gt, true_scores, tracks, real, real2,
-                {k: str(v) if v is not None else None for k, v in paths.items()}, tuple(notes))
+  return Inputs(reference, queries_qd, query_rows, gt, true_scores, tracks, real, real2, seqs,
+                bounds, {k: str(v) if v is not None else None for k, v in paths.items()},
+                tuple(notes))

@@ -62,6 +62,23 @@ def verdict(curves):
   return out
 
 
+def sequence_curves(curves, length):
+  """The curves of one query length, in the shape `verdict` reads."""
+  return {kind: [{'size': p['size'], **p['sequences'][str(length)]}
+                 for p in curve if 'sequences' in p]
+          for kind, curve in curves.items()}
+
+
+def sequence_summary(inputs, curves, synthetic_tracks):
+  """What the multi-segment queries showed: their settings and a verdict per length."""
+  seq = inputs.sequences
+  if seq is None:
+    return None
+  return {'lengths': list(seq.lengths), 'queries': len(seq.ground_truth),
+          'synthetic': 'tracks' if synthetic_tracks else 'i.i.d. rows (one long track)',
+          'verdicts': {str(n): verdict(sequence_curves(curves, n)) for n in seq.lengths}}
+
+
 def selection(workdir, step):
   """The training log's record of the checkpoint the synthetic rows came from."""
   log = pathlib.Path(workdir) / 'metrics.jsonl'
@@ -123,8 +140,10 @@ def plan(config, run, nafp=None, progress=False):
               max(largest, eval_cfg.fidelity_rows))
 
 
-def evaluate_run(config, run, workdir, the_plan, synthetic, synthetic_info, progress=True):
-  """Fidelity and scaling of the run in `workdir` with `synthetic` rows (a row source).
+def evaluate_run(config, run, workdir, the_plan, synthetic, synthetic_info, progress=True,
+                 synthetic_bounds=None):
+  """Fidelity and scaling of the run in `workdir` with `synthetic` rows (a row source;
+  `synthetic_bounds`: their track bounds when they are tracks).
 
   Returns (results dict, 2-D embedding maps or None).
   """
@@ -137,7 +156,8 @@ def evaluate_run(config, run, workdir, the_plan, synthetic, synthetic_info, prog
   fid, maps = fidelity_lib.fidelity(inputs, synthetic, eval_cfg.fidelity_rows, eval_cfg.seed,
                                     progress)
   t1 = time.perf_counter()
-  curves, sweep_notes = scaling.sweep(inputs, synthetic, sizes, eval_cfg, spec, progress)
+  curves, sweep_notes = scaling.sweep(inputs, synthetic, sizes, eval_cfg, spec, progress,
+                                      synthetic_bounds)
   t2 = time.perf_counter()
   notes += sweep_notes
   clamped = sorted({(p['index']['nlist'], p['index']['train_rows'])
@@ -154,13 +174,16 @@ def evaluate_run(config, run, workdir, the_plan, synthetic, synthetic_info, prog
       'inputs': {**inputs.paths, 'reference_rows': inputs.reference.n,
                  'real_rows': inputs.real.n if inputs.real is not None else None,
                  'real2': str(inputs.real2.path) if inputs.real2 is not None else None,
-                 'queries_evaluated': len(inputs.query_rows), 'dim': inputs.reference.dim},
+                 'queries_evaluated': len(inputs.query_rows), 'dim': inputs.reference.dim,
+                 'sequence_queries_evaluated': (len(inputs.sequences.query_rows)
+                                                if inputs.sequences is not None else 0)},
       'synthetic': synthetic_info,
       'settings': {'eval': json.loads(eval_cfg.to_json()), 'sizes': sizes, **retrieval.backend()},
       'fidelity': fid,
       'scaling': curves,
       'table3': table3(curves, fid),
       'verdict': verdict(curves),
+      'sequences': sequence_summary(inputs, curves, synthetic_bounds is not None),
       'selection': selection(workdir, (synthetic_info.get('checkpoint') or {}).get('step')),
       'seconds': {'fidelity': t1 - t0, 'scaling': t2 - t1},
       'notes': notes,

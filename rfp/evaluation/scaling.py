@@ -5,6 +5,11 @@ synthetic distractors go into an IVF-PQ index; queries are searched and
 re-ranked exactly (`rfp.retrieval`), and the same pass scores every
 distractor exactly for hardness (`rfp.evaluation.hardness`). The second real
 set gets hardness only: it is the floor the other curves are read against.
+
+A database is a file of tracks, so real sets are whole tracks (the last one
+cut short). At the sequence sizes, the same index also answers the
+multi-segment queries at each length (`rfp.evaluation.sequences`), with
+their hardness scored exactly over every start of the set's tracks.
 """
 
 import time
@@ -14,7 +19,7 @@ from tqdm import tqdm
 
 from rfp import retrieval, rows as rows_lib
 from rfp.errors import InputError
-from rfp.evaluation import hardness
+from rfp.evaluation import hardness, sequences
 
 
 def _sizes(values, name):
@@ -57,7 +62,12 @@ def plan_sizes(eval_cfg, inputs):
         real.append(inputs.real.n)
         sizes = sorted(sizes + [inputs.real.n])
   real2 = [s for s in real if inputs.real2 is not None and s <= inputs.real2.n]
-  return {'synthetic': sizes, 'real': real, 'real2': real2}, notes
+  seq = []
+  if inputs.sequences is not None:
+    seq = (_sizes(eval_cfg.sequence_sizes, 'eval.sequence_sizes') if eval_cfg.sequence_sizes
+           else list(real))
+    sizes = sorted(set(sizes) | set(seq))
+  return {'synthetic': sizes, 'real': real, 'real2': real2, 'sequence': seq}, notes
 
 
 def hit_rates(ids_qk, gt_q, n_refs, tracks=None):
@@ -78,11 +88,40 @@ def hit_rates(ids_qk, gt_q, n_refs, tracks=None):
   return out
 
 
-def retrieval_point(inputs, distractors, spec, rng, bar=None, trained=None):
+def sequence_hardness(inputs, distractors, bounds):
+  """{length: {'hard'}}: share of multi-segment queries whose best start among
+  `distractors` (tracks `bounds`) outscores their true run of rows, exactly."""
+  seq = inputs.sequences
+  best = sequences.exact_best_starts(seq.q_qld, distractors, bounds, seq.lengths)
+  return {str(n): {'hard': float(np.mean(best[n][0] > seq.true_scores[n]))} for n in seq.lengths}
+
+
+def _sequence_point(inputs, index, db, distractors, bounds, k):
+  """Hit rates and hardness of the multi-segment queries at each length."""
+  seq = inputs.sequences
+  out = sequence_hardness(inputs, distractors, bounds)
+  db_bounds = sequences.stack_bounds([inputs.bounds['reference'], bounds])
+  for n in seq.lengths:
+    starts, _ = sequences.search_sequences(index, seq.q_qld[:, :n], db, db_bounds, k)
+    out[str(n)].update(sequence_hit_rates(starts[:, 0], seq.ground_truth, inputs.tracks,
+                                          inputs.reference.n))
+  return out
+
+
+def sequence_hit_rates(best_start_q, gt_start_q, track_id_of_row, n_refs):
+  """`hit_rates` of each multi-segment query's best start: hr1 (the true start),
+  near1 (within one segment of it, same track) and track1 (a start in the right
+  track); `track_id_of_row` gives the track of each reference row (None: hr1 only)."""
+  rates = hit_rates(np.asarray(best_start_q)[:, None], gt_start_q, n_refs, track_id_of_row)
+  return {key: rates[key] for key in ('hr1', 'near1', 'track1') if key in rates}
+
+
+def retrieval_point(inputs, distractors, spec, rng, bar=None, trained=None, bounds=None):
   """One database (references + `distractors`): hit rates, hardness and index settings.
 
   `trained` (a `retrieval.Index`) supplies the quantizers instead of training
-  on this database.
+  on this database. With the distractors' track `bounds`, the multi-segment
+  queries too (`sequences` in the result).
   """
   n_refs = inputs.reference.n
   db = rows_lib.Stack([inputs.reference, distractors])
@@ -107,48 +146,94 @@ def retrieval_point(inputs, distractors, spec, rng, bar=None, trained=None):
   out['hard'] = float(np.mean(best.best > inputs.true_scores))
   out['index'] = index.settings
   out['seconds'] = {'build': t1 - t0, 'search': t2 - t1}
+  if bounds is not None:
+    out['sequences'] = _sequence_point(inputs, index, db, distractors, bounds, spec.k)
+    out['seconds']['sequences'] = time.perf_counter() - t2
   return out
 
 
-def distractor_sets(kind, source, size, repeats, seed):
-  """The `repeats` distractor sets of one size, with a note if they share rows.
+def _whole_tracks(bounds, size, rng):
+  """Rows of random whole tracks adding up to `size` (the last track drawn cut
+  short), in file order, and their bounds."""
+  order = rng.permutation(len(bounds) - 1)
+  lengths = np.diff(bounds)[order]
+  count = int(np.searchsorted(np.cumsum(lengths), size)) + 1
+  keep = lengths[:count].copy()
+  keep[-1] -= keep.sum() - size
+  by_file = np.argsort(order[:count])
+  first, keep = bounds[order[:count]][by_file], keep[by_file]
+  rows = np.concatenate([np.arange(a, a + n) for a, n in zip(first, keep)])
+  return rows, sequences.track_bounds(np.cumsum(np.concatenate([[0], keep[:-1]])), size)
 
-  Real (and second-real) sets are random subsets of their pool; at the
-  pool's size every repeat is the whole pool. Synthetic rows are independent
-  draws, so repeats take disjoint contiguous slices (sequential reads from the
-  shards) as long as there are enough rows.
+
+def distractor_sets(kind, source, size, repeats, seed, bounds=None):
+  """The `repeats` distractor sets of one size, each with its track bounds, and a
+  note if they share rows.
+
+  Real (and second-real) sets are random whole tracks of their pool (`bounds`),
+  or without track ids a run of consecutive rows at a random offset; at the
+  pool's size every repeat is the whole pool. Synthetic rows take disjoint
+  contiguous slices (sequential reads from the shards) as long as there are
+  enough rows; `bounds` are the synthetic tracks', or None for i.i.d. rows,
+  which count as one track.
   """
   if kind != 'synthetic':
     salt = {'real': 1, 'real2': 2}[kind]
     note = (f'{kind} repeats at {size:,} are the whole pool: the same rows each time'
             if size >= source.n and repeats > 1 else None)
-    return [rows_lib.Subset(source, rows_lib.sample_rows(
-        source.n, size, np.random.default_rng([seed, salt, size, r])))
-            for r in range(repeats)], note
+    sets = []
+    for r in range(repeats):
+      rng = np.random.default_rng([seed, salt, size, r])
+      if bounds is None:
+        start = int(rng.integers(0, source.n - size + 1))
+        sets.append((rows_lib.Slice(source, start, start + size),
+                     sequences.track_bounds([0], size)))
+      else:
+        rows, set_bounds = _whole_tracks(bounds, size, rng)
+        sets.append((rows_lib.Subset(source, rows), set_bounds))
+    return sets, note
+  bounds = sequences.track_bounds([0], source.n) if bounds is None else bounds
+  note = None
   if source.n >= repeats * size:
-    return [rows_lib.Slice(source, r * size, (r + 1) * size) for r in range(repeats)], None
-  step = (source.n - size) / max(repeats - 1, 1)
-  starts = [int(round(r * step)) for r in range(repeats)]
-  note = (f'synthetic repeats at {size:,} share rows: {source.n:,} rows available, '
-          f'{repeats * size:,} needed for disjoint sets')
-  return [rows_lib.Slice(source, s, s + size) for s in starts], note
+    starts = [r * size for r in range(repeats)]
+  else:
+    step = (source.n - size) / max(repeats - 1, 1)
+    starts = [int(round(r * step)) for r in range(repeats)]
+    note = (f'synthetic repeats at {size:,} share rows: {source.n:,} rows available, '
+            f'{repeats * size:,} needed for disjoint sets')
+  return [(rows_lib.Slice(source, s, s + size), sequences.slice_bounds(bounds, s, s + size))
+          for s in starts], note
 
 
-def _summary(points, keys):
-  """Mean and sample std over repeats of each metric (std None for one repeat)."""
+def _summary(points):
+  """Mean and sample std over repeats of each metric (std None for one repeat);
+  per query length for the multi-segment queries."""
   out = {}
-  for key in keys:
+  for key in points[0]:
+    if key in ('index', 'seconds'):
+      continue
+    if key == 'sequences':
+      out[key] = {n: _summary([p[key][n] for p in points]) for n in points[0][key]}
+      continue
     values = np.array([p[key] for p in points], np.float64)
     out[key] = {'mean': float(values.mean()),
                 'std': float(values.std(ddof=1)) if len(values) > 1 else None}
   return out
 
 
-def sweep(inputs, synthetic, plan, eval_cfg, spec, progress=True):
-  """The sweep: one curve per distractor kind, one entry per size."""
+def sweep(inputs, synthetic, plan, eval_cfg, spec, progress=True, synthetic_bounds=None):
+  """The sweep: one curve per distractor kind, one entry per size.
+
+  `synthetic_bounds`: the synthetic rows' track bounds (synthetic tracks), or
+  None for i.i.d. rows.
+  """
   sources = {'real': inputs.real, 'synthetic': synthetic, 'real2': inputs.real2}
-  total = sum((inputs.reference.n * (kind != 'real2') + size) * eval_cfg.repeats
-              for kind, sizes in plan.items() for size in sizes)
+  set_bounds = {'real': inputs.bounds.get('real'), 'real2': inputs.bounds.get('real2'),
+                'synthetic': synthetic_bounds}
+  # Rows read: each database once, plus each distractor set again at sequence sizes.
+  total = sum((inputs.reference.n * (kind != 'real2') + size * (1 + (size in plan['sequence'])))
+              * eval_cfg.repeats
+              for kind in ('real', 'synthetic', 'real2') for size in plan[kind])
   curves, notes = {}, []
   kind_ids = {'real': 0, 'synthetic': 1, 'real2': 2}
   trained = None
@@ -165,20 +250,26 @@ def sweep(inputs, synthetic, plan, eval_cfg, spec, progress=True):
     for kind in ('real', 'synthetic', 'real2'):
       curve = []
       for size in plan[kind]:
-        sets, note = distractor_sets(kind, sources[kind], size, eval_cfg.repeats, eval_cfg.seed)
+        sets, note = distractor_sets(kind, sources[kind], size, eval_cfg.repeats, eval_cfg.seed,
+                                     set_bounds[kind])
         if note:
           notes.append(note)
         points = []
-        for r, distractors in enumerate(sets):
+        for r, (distractors, bounds) in enumerate(sets):
           bar.set_description(f'{kind} {size:,} ({r + 1}/{eval_cfg.repeats})')
+          bounds = bounds if size in plan['sequence'] else None
           if kind == 'real2':
-            points.append(hardness.hardness_point(inputs, distractors, bar))
+            point = hardness.hardness_point(inputs, distractors, bar)
+            if bounds is not None:
+              point['sequences'] = sequence_hardness(inputs, distractors, bounds)
           else:
             rng = np.random.default_rng([eval_cfg.seed, 3, kind_ids[kind], size, r])
-            points.append(retrieval_point(inputs, distractors, spec, rng, bar, trained))
-        keys = [k for k in points[0] if k not in ('index', 'seconds')]
+            point = retrieval_point(inputs, distractors, spec, rng, bar, trained, bounds)
+          if bounds is not None:
+            bar.update(size)
+          points.append(point)
         # Repeats that share rows are not independent: their std understates the spread.
-        curve.append({'size': size, **_summary(points, keys), 'shared_rows': note is not None,
+        curve.append({'size': size, **_summary(points), 'shared_rows': note is not None,
                       'repeats': points})
       curves[kind] = curve
   return curves, notes

@@ -17,7 +17,7 @@ and the builder's search over the references alone.
 import numpy as np
 
 from rfp.errors import InputError
-from rfp.evaluation import hardness, scaling
+from rfp.evaluation import hardness
 from rfp.retrieval import SEARCH_BATCH
 
 
@@ -116,15 +116,6 @@ def search_sequences(index, q_qld, db, bounds, k, top=1):
     starts[i:i + len(q), :found] = np.take_along_axis(cand_bc, order, 1)
     scores[i:i + len(q), :found] = np.take_along_axis(s_bc, order, 1)
   return starts, scores
-
-
-def sequence_hit_rates(best_start_q, gt_start_q, track_id_of_row, n_refs):
-  """Top-1 shares as `scaling.hit_rates` names them: hr1 (the true start), near1
-  (within one segment of it, same track) and track1 (a start in the right
-  track); `track_id_of_row` gives the track of each reference row."""
-  rates = scaling.hit_rates(np.asarray(best_start_q)[:, None], gt_start_q, n_refs,
-                            track_id_of_row)
-  return {key: rates[key] for key in ('hr1', 'near1', 'track1')}
 
 
 def slice_bounds(bounds, a, b):

@@ -1,0 +1,78 @@
+"""The systems' own layouts: written from a data folder, read back as they are."""
+
+import numpy as np
+import pytest
+
+from conftest import unit_rows
+from rfp import data, layouts
+from rfp.errors import InputError
+from rfp.evaluation import sequences
+
+DIM = 8
+
+
+def _data_folder(path):
+  """A small data/ as build_data.py exports it: tracks of 5, 7 and 4 rows."""
+  path.mkdir()
+  ref_tracks = np.repeat([0, 1, 2], [5, 7, 4]).astype(np.int32)
+  truth = np.array([0, 5, 7, 12])
+  arrays = {
+      'reference': unit_rows(16, DIM, 1), 'reference_tracks': ref_tracks,
+      'track_queries': unit_rows(16, DIM, 2),
+      'sequence_queries': unit_rows(12, DIM, 3).reshape(4, 3, DIM),
+      'sequence_ground_truth': truth,
+      'distractors': unit_rows(9, DIM, 4), 'distractors_tracks': np.repeat([0, 1], [6, 3]),
+      'flow_train': unit_rows(10, DIM, 5), 'flow_train_tracks': np.repeat([3, 8, 9], [2, 3, 5])}
+  for name, a in arrays.items():
+    np.save(path / f'{name}.npy', a)
+  return arrays
+
+
+def test_nafp_folder_holds_the_rows_with_their_shapes(tmp_path):
+  arrays = _data_folder(tmp_path / 'data')
+  layouts.write_layout('nafp', tmp_path / 'data', tmp_path / 'nafp')
+  for name, key in (('db', 'reference'), ('query', 'track_queries'), ('dummy_db', 'distractors'),
+                    ('train', 'flow_train')):
+    emb = data.open_embeddings(tmp_path / 'nafp' / f'{name}.mm')
+    np.testing.assert_array_equal(emb.read(0, emb.n), arrays[key])
+
+
+def test_nmfp_files_read_back_to_the_same_rows_tracks_and_truth(tmp_path):
+  arrays = _data_folder(tmp_path / 'data')
+  out = tmp_path / 'nmfp'
+  layouts.write_layout('nmfp', tmp_path / 'data', out)
+  for folder, key in (('reference', 'reference'), ('distractors', 'distractors'),
+                      ('train', 'flow_train')):
+    emb = data.open_embeddings(out / folder / 'database.mm')  # Its shape from database.csv.
+    np.testing.assert_array_equal(emb.read(0, emb.n), arrays[key])
+    np.testing.assert_array_equal(
+        sequences.bounds_from_ids(layouts.nmfp_track_ids(out / folder / 'database.csv')),
+        sequences.bounds_from_ids(arrays[f'{key}_tracks']))
+  paths, truth = layouts.read_nmfp_queries(out / 'queries', out / 'ground_truth.csv',
+                                           out / 'reference' / 'database.csv')
+  np.testing.assert_array_equal(truth, arrays['sequence_ground_truth'])
+  np.testing.assert_array_equal(np.stack([np.load(p) for p in paths]), arrays['sequence_queries'])
+
+
+def test_bad_nmfp_files_are_one_line_errors(tmp_path):
+  _data_folder(tmp_path / 'data')
+  out = tmp_path / 'nmfp'
+  layouts.write_layout('nmfp', tmp_path / 'data', out)
+  csv_path = out / 'reference' / 'database.csv'
+  lines = csv_path.read_text().splitlines()
+  csv_path.write_text('\n'.join([lines[0], lines[1], lines[3]]) + '\n')  # A gap: rows 5-11.
+  with pytest.raises(InputError, match='without gaps'):
+    layouts.read_nmfp_database(csv_path)
+  csv_path.write_text('name,first,last\n')
+  with pytest.raises(InputError, match='header'):
+    layouts.read_nmfp_database(csv_path)
+  ref_csv = out / 'distractors' / 'database.csv'
+  (out / 'ground_truth.csv').write_text('query_path,reference_path\nq00000.wav,ref00099.wav\n')
+  with pytest.raises(InputError, match='reference ref00099 of query q00000 is not a track'):
+    layouts.read_nmfp_queries(out / 'queries', out / 'ground_truth.csv', ref_csv)
+  (out / 'ground_truth.csv').write_text('query_path,reference_path\nq00000.wav,dis00000.wav\n')
+  with pytest.raises(InputError, match='q00001.npy: not listed'):
+    layouts.read_nmfp_queries(out / 'queries', out / 'ground_truth.csv', ref_csv)
+  with pytest.raises(InputError, match='no sequence_queries.npy'):
+    (tmp_path / 'data' / 'sequence_queries.npy').unlink()
+    layouts.write_layout('nmfp', tmp_path / 'data', tmp_path / 'again')
