@@ -1,10 +1,14 @@
 """The systems' own layouts: written from a data folder, read back as they are."""
 
+import json
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
-from conftest import unit_rows
-from rfp import data, layouts
+from conftest import ROOT, SCRIPT_ENV, TINY, config_flags, mixture, unit_rows
+from rfp import cli, data, layouts
 from rfp.errors import InputError
 from rfp.evaluation import sequences
 
@@ -76,3 +80,61 @@ def test_bad_nmfp_files_are_one_line_errors(tmp_path):
   with pytest.raises(InputError, match='no sequence_queries.npy'):
     (tmp_path / 'data' / 'sequence_queries.npy').unlink()
     layouts.write_layout('nmfp', tmp_path / 'data', tmp_path / 'again')
+
+
+def _mixture_data(path):
+  """A 16-d data/ in build_data.py's files, rows drawn around a few centres."""
+  path.mkdir()
+  x, _ = mixture(400 + 1200 + 3000, dim=16)
+  refs, pool, train = x[:400], x[400:1600], x[1600:]
+  rng = np.random.default_rng(0)
+  noisy = lambda a: (a + 0.03 * rng.normal(size=a.shape)).astype(np.float32)
+  starts = np.arange(0, 400, 20) + 3  # One 5-segment query per 20-row track.
+  arrays = {
+      'reference': refs, 'reference_tracks': np.repeat(np.arange(20), 20),
+      'track_queries': noisy(refs), 'sequence_queries': noisy(refs[starts[:, None] + np.arange(5)]),
+      'sequence_ground_truth': starts, 'distractors': pool,
+      'distractors_tracks': np.repeat(np.arange(40), 30), 'flow_train': train,
+      'flow_train_tracks': np.repeat(np.arange(60), 50)}
+  for name, a in arrays.items():
+    np.save(path / f'{name}.npy', a)
+
+
+@pytest.mark.parametrize('layout', layouts.LAYOUTS)
+def test_the_pipeline_runs_from_each_layout(layout, tmp_path):
+  """build_data.py --layout, then train.py and evaluate.py with the system's config."""
+  _mixture_data(tmp_path / 'data')
+  folder = tmp_path / layout
+  run = lambda script, *args: subprocess.run(
+      [sys.executable, str(ROOT / script), '--quiet', *args], capture_output=True, text=True,
+      cwd=ROOT, env=SCRIPT_ENV, timeout=600)
+  proc = run('build_data.py', '--layout', layout, '--out', str(tmp_path / 'data'),
+             '--layout-out', str(folder))
+  assert proc.returncode == 0, proc.stderr
+  config = f'configs/{layout}.py'
+  paths = ({'data.train': f'{folder}/train.mm', 'eval.reference': str(folder)} if layout == 'nafp'
+           else {k: v.replace('nmfp/', f'{folder}/') for k, v in _nmfp_paths().items()})
+  proc = run('train.py', '--config', config, '--workdir', str(tmp_path / 'run'),
+             *config_flags({**TINY, 'train.epochs': 1, **paths}))
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  proc = run('evaluate.py', '--workdir', str(tmp_path / 'run'), *config_flags({
+      'eval.sizes': [300], 'eval.repeats': 1, 'eval.num_queries': 100,
+      'eval.fidelity_rows': 300, 'eval.index.nlist': 8, 'eval.index.nprobe': 8,
+      'eval.index.code_bytes': 8, 'eval.index.train_rows': 1000}))
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  results = json.loads((tmp_path / 'run' / 'eval' / 'results.json').read_text())
+  assert results['inputs']['real_distractors'].startswith(str(folder))
+  # NAFP: runs of consecutive query rows, any length; NMFP: the query files' five segments.
+  assert results['sequences']['lengths'] == ([1, 3, 5, 9, 19] if layout == 'nafp' else [1, 3, 5])
+  real = results['scaling']['real']
+  assert [p['size'] for p in real] == [300]
+  # Noisy copies of the true rows: every length finds its run against a small database.
+  assert real[0]['sequences']['5']['hr1']['mean'] > 0.9
+
+
+def _nmfp_paths():
+  c = cli.load_config(ROOT / 'configs' / 'nmfp.py')
+  return {f'{section}.{key}': c[section][key] for section, keys in
+          (('data', ('train', 'train_tracks')),
+           ('eval', ('reference', 'reference_tracks', 'sequence_queries', 'sequence_ground_truth',
+                     'real_distractors', 'real_distractor_tracks'))) for key in keys}
