@@ -56,6 +56,10 @@ def main(argv=None):
   if 'js_synthetic_real' in t:
     print(f'JS(S||R) {t["js_synthetic_real"]:.4f} (real-vs-real floor {t["js_real2_real"]:.4f}), '
           f'FD(S,R) {t["fd_synthetic_real"]:.2e}')
+  seq = figures.get('sequences')
+  if seq:
+    print('multi-segment queries, synthetic ' + seq['synthetic'] + ': ' + '; '.join(
+        f'{n} segments {v["status"]}' for n, v in seq['verdicts'].items()))
   print(f'wrote {paths["report"]} and {len(paths) - 1} more files in {out}')
 
 
