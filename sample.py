@@ -39,6 +39,8 @@ def make_parser():
   parser.add_argument('--shards', type=int, default=None,
                       help='number of .npy files (sample.shards; default 1)')
   parser.add_argument('--seed', type=int, default=None, help='noise seed (sample.seed; default 0)')
+  parser.add_argument('--tracks', action='store_true',
+                      help='whole tracks with per-shard bounds, not i.i.d. rows (sample.tracks)')
   parser.add_argument('--out', default=None, help='output folder (default: WORKDIR/samples)')
   parser.add_argument('--distributed', action='store_true',
                       help='call jax.distributed.initialize() first (also when RFP_DISTRIBUTED=1)')
@@ -73,6 +75,8 @@ def main(argv=None):
   for flag in ('n', 'shards', 'seed'):  # Shorthands for config.sample.*.
     if getattr(args, flag) is not None:
       config.sample[flag] = getattr(args, flag)
+  if args.tracks:
+    config.sample.tracks = True
   if config.sample.n is None:
     raise InputError('--n is required: the number of rows to sample')
   from rfp import sampling  # Heavy imports only once the arguments are valid.

@@ -53,6 +53,10 @@ def get_config():
       time_dist='uniform',  # Training time steps: 'uniform' (paper) or 'logit_normal'.
       ema_decay=0.0,  # > 0: sample an exponential moving average of the weights.
       log_every=50, checkpoint_every=2_000,
+      # Track ids (int, one per row of data.train, rows in track order) that the
+      # track generator's temporal fit reads (rfp.tracks); None: <data.train
+      # stem>_tracks.npy beside it if there, else blocks of data.val_block_rows rows.
+      tracks=config_dict.placeholder(str),
   ))
 
   # Sampling (sample.py, and evaluate.py when it samples its own rows).
@@ -70,6 +74,11 @@ def get_config():
       # Noise scale; None: the run's calibrated one (rfp.calibration), else 1.
       temperature=config_dict.placeholder(float),
       matmul_dtype=config_dict.placeholder(str),  # Override model.dtype while sampling.
+      # Whole tracks (rfp.tracks: correlated noise fitted to the training
+      # tracks) instead of i.i.d. rows, with per-shard track bounds.
+      tracks=False,
+      # Windows per track; None: lengths of the training tracks, drawn at random.
+      track_length=config_dict.placeholder(int),
   ))
 
   c.eval = ml_collections.ConfigDict(dict(

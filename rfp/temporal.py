@@ -103,6 +103,12 @@ def summary(rows, bounds, lags=LAGS, min_lag=MIN_LAG, tracks=None):
     }
 
 
+def nanmean(sim_tl):
+  """Mean over tracks of each lag, NaN (without a warning) where no track reaches it."""
+  with _all_nan_ok():
+    return np.nanmean(sim_tl, axis=0)
+
+
 @contextlib.contextmanager
 def _all_nan_ok():
   """Statistics of tracks too short for a lag are NaN, not a warning."""
