@@ -44,9 +44,9 @@ from rfp.evaluation.sequences import bounds_from_ids
 
 FILE = 'temporal.json'
 GENERATOR = 'ar-noise/1'
-# AR(1) rates: from a few windows' memory to the whole track (1). Fixed, so
-# the noise of a shard depends only on the fitted weights.
-RATES = (0.5, 0.8, 0.9, 0.95, 0.98, 0.995, 1.0)
+# AR(1) rates: from about one window's memory (neighbours share half their audio)
+# to the whole track (1). Fixed, so a shard's noise depends only on the weights.
+RATES = (0.2, 0.5, 0.8, 0.95, 0.98, 0.995, 1.0)
 PROFILES = 4
 # Noise correlations at which the model's output similarity is measured.
 RESPONSE_RHO = (0.0, 0.2, 0.4, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995,
@@ -209,7 +209,8 @@ def ensure_fit(workdir, sample_cfg, progress=False, devices=None):
              'sphere': sampling.resolve_sphere(sample_cfg.sphere, files.read_summary(workdir)),
              'matmul_dtype': model_cfg.dtype}
   saved = read(workdir)
-  if saved and saved.get('sampler') == sampler:
+  if (saved and saved.get('sampler') == sampler and saved.get('generator') == GENERATOR
+      and saved.get('rates') == list(RATES)):
     return saved
   bounds, source = training_tracks(run_config)
   real = data.open_embeddings(run_config.data.train)
