@@ -24,6 +24,12 @@ matmul_dtype, temperature): not on batch_size, the number of devices or of hosts
 Running the same command again skips complete shards and redoes partial ones;
 a different command into the same --out is refused.
 
+--tracks (sample.tracks=True) writes whole tracks instead of i.i.d. rows: the
+same network on noise correlated from window to window, fitted to the
+training tracks (WORKDIR/temporal.json); each shard also gets
+shard-NNNNN.bounds.npy, its tracks' first rows then its row count
+(sample.track_length fixes the length; docs/tracks.md).
+
 Several hosts: start the same command on every host with --distributed (or
 RFP_DISTRIBUTED=1). Under SLURM, Open MPI or Kubernetes JAX finds the other
 processes itself; elsewhere also pass --coordinator HOST:PORT (process 0's
