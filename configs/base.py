@@ -53,10 +53,6 @@ def get_config():
       time_dist='uniform',  # Training time steps: 'uniform' (paper) or 'logit_normal'.
       ema_decay=0.0,  # > 0: sample an exponential moving average of the weights.
       log_every=50, checkpoint_every=2_000,
-      # Track ids (int, one per row of data.train, rows in track order) that the
-      # track generator's temporal fit reads (rfp.tracks); None: <data.train
-      # stem>_tracks.npy beside it if there, else blocks of data.val_block_rows rows.
-      tracks=config_dict.placeholder(str),
   ))
 
   # Sampling (sample.py, and evaluate.py when it samples its own rows).

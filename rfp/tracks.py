@@ -61,14 +61,14 @@ FIT_TRACKS = 2000
 def training_tracks(run_config):
   """(bounds, description) of the training file's tracks.
 
-  `train.tracks` names int track ids per row of `data.train` (rows in track
-  order); unset, `<data.train stem>_tracks.npy` beside it is used if it
-  exists, else blocks of `data.val_block_rows` rows stand in for tracks (as
-  validation assumes), which fixes every length to that block.
+  `data.train_tracks` names int track ids per row of `data.train` (rows in
+  track order, `.npy`); unset, `<data.train stem>_tracks.npy` beside it is
+  used if it exists, else blocks of `data.val_block_rows` rows stand in for
+  tracks (as validation assumes), which fixes every length to that block.
   """
   train = pathlib.Path(run_config.data.train)
   n = data.open_embeddings(train).n
-  path = run_config.train.get('tracks')
+  path = run_config.data.get('train_tracks')
   path = pathlib.Path(path) if path else train.with_name(train.name.split('.')[0] + '_tracks.npy')
   if path.is_file():
     ids = np.load(path, mmap_mode='r')
@@ -76,8 +76,8 @@ def training_tracks(run_config):
       raise InputError(f'{path}: expected {n:,} integer track ids (one per row of {train}), '
                        f'found {ids.dtype} {ids.shape}')
     return bounds_from_ids(np.asarray(ids)), str(path)
-  if run_config.train.get('tracks'):
-    raise InputError(f'{path}: track ids file (train.tracks) not found')
+  if run_config.data.get('train_tracks'):
+    raise InputError(f'{path}: track ids file (data.train_tracks) not found')
   block = int(run_config.data.val_block_rows)
   return np.append(np.arange(0, n, block), n).astype(np.int64), f'blocks of {block} rows'
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import jax
+import ml_collections
 import numpy as np
 import pytest
 
@@ -108,19 +109,22 @@ def test_training_fits_the_track_noise(trained_run):
 
 
 def test_track_ids_file_sets_the_training_tracks(tmp_path):
-  config = cli.load_config(ROOT / 'configs' / 'demo.py')
+  config = ml_collections.ConfigDict({'data': {'train': str(tmp_path / 'train.npy'),
+                                                'val_block_rows': 4}})
   np.save(tmp_path / 'train.npy', np.ones((10, 4), np.float16))
-  config.data.train = str(tmp_path / 'train.npy')
   np.save(tmp_path / 'train_tracks.npy', np.array([4, 4, 4, 9, 9, 1, 1, 1, 1, 1], np.int32))
   bounds, source = tracks.training_tracks(config)
   np.testing.assert_array_equal(bounds, [0, 3, 5, 10])
   assert source.endswith('train_tracks.npy')
-  config.train.tracks = str(tmp_path / 'other.npy')
+  config.data.train_tracks = str(tmp_path / 'other.npy')
   with pytest.raises(InputError, match='track ids file'):
     tracks.training_tracks(config)
   np.save(tmp_path / 'other.npy', np.zeros(9, np.int32))
   with pytest.raises(InputError, match='expected 10 integer track ids'):
     tracks.training_tracks(config)
+  (tmp_path / 'train_tracks.npy').unlink()
+  config.data.train_tracks = None
+  np.testing.assert_array_equal(tracks.training_tracks(config)[0], [0, 4, 8, 10])
 
 
 def _run_with_weights(trained_run, tmp_path, weights):
