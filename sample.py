@@ -24,6 +24,12 @@ matmul_dtype, temperature): not on batch_size, the number of devices or of hosts
 Running the same command again skips complete shards and redoes partial ones;
 a different command into the same --out is refused.
 
+--tracks (sample.tracks=True) writes whole tracks instead of i.i.d. rows: the
+same network on noise correlated from window to window, fitted to the
+training tracks (WORKDIR/temporal.json); each shard also gets
+shard-NNNNN.bounds.npy, its tracks' first rows then its row count
+(sample.track_length fixes the length; docs/tracks.md).
+
 Several hosts: start the same command on every host with --distributed (or
 RFP_DISTRIBUTED=1). Under SLURM, Open MPI or Kubernetes JAX finds the other
 processes itself; elsewhere also pass --coordinator HOST:PORT (process 0's
@@ -39,6 +45,8 @@ def make_parser():
   parser.add_argument('--shards', type=int, default=None,
                       help='number of .npy files (sample.shards; default 1)')
   parser.add_argument('--seed', type=int, default=None, help='noise seed (sample.seed; default 0)')
+  parser.add_argument('--tracks', action='store_true',
+                      help='whole tracks with per-shard bounds, not i.i.d. rows (sample.tracks)')
   parser.add_argument('--out', default=None, help='output folder (default: WORKDIR/samples)')
   parser.add_argument('--distributed', action='store_true',
                       help='call jax.distributed.initialize() first (also when RFP_DISTRIBUTED=1)')
@@ -73,6 +81,8 @@ def main(argv=None):
   for flag in ('n', 'shards', 'seed'):  # Shorthands for config.sample.*.
     if getattr(args, flag) is not None:
       config.sample[flag] = getattr(args, flag)
+  if args.tracks:
+    config.sample.tracks = True
   if config.sample.n is None:
     raise InputError('--n is required: the number of rows to sample')
   from rfp import sampling  # Heavy imports only once the arguments are valid.

@@ -10,7 +10,12 @@ precision: the network's largest matmul, i.e. the rate the hardware gives this
 workload's shapes. Achieved FLOP/s counts `model.flops_per_row` per network
 evaluation. Prints one table; paste it into bench/RESULTS.md.
 
+With `--tracks`, times instead, taking turns, the row sampler and the track
+sampler (`sample.tracks`: the same network fed AR noise, `rfp.tracks`, whose
+scan over rows carries state from batch to batch) and prints their rates.
+
   python bench/sample_throughput.py                        # demo and full model
+  python bench/sample_throughput.py --tracks               # tracks against rows
   python bench/sample_throughput.py --configs base --batch-size 65536 --iters 20  # GPU
 """
 
@@ -26,7 +31,7 @@ import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 import jax.numpy as jnp
 import numpy as np
 
-from rfp import cli, data, model as model_lib, sampling, sharding  # pylint: disable=wrong-import-position
+from rfp import cli, data, model as model_lib, sampling, sharding, tracks  # pylint: disable=wrong-import-position
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -81,8 +86,29 @@ def random_params(net, dim, key):
                                       for p, k in zip(leaves, keys)])
 
 
-def make_sampler(cfg, steps, batch):
-  """One batch of the sampling path, as sample.py runs it; returns (call, rows per call)."""
+def track_noise(dim, batch, mesh, rows):
+  """`start -> z_bd` over a track shard of `rows` rows (tracks of the demo data's
+  mean length, weights of a typical fit), carrying the AR state as sample.py does."""
+  weights = [[0.0, 0.0, 0.0, 0.1, 0.2, 0.2, 0.3]]
+  plan = {'rates': list(tracks.RATES), 'scales': tracks.scales(weights).tolist()}
+  bounds, profile_t = tracks.layout(0, 0, rows, [464], [0])
+  noise = tracks.make_track_noise(dim, batch, mesh)
+  state = {'u_kd': jnp.zeros((len(tracks.RATES), dim), jnp.float32)}
+
+  def draw(start):
+    first_b, scale_bk = tracks.row_inputs(bounds, profile_t, plan['scales'], start,
+                                          start + batch)
+    z_bd, state['u_kd'] = noise(np.uint32(0), np.int32(0), np.int32(start), state['u_kd'],
+                                first_b, scale_bk)
+    return z_bd
+
+  return draw
+
+
+def make_sampler(cfg, steps, batch, with_tracks=False, rows=1 << 22):
+  """One batch of the sampling path, as sample.py runs it; returns (call, rows per call).
+
+  With `with_tracks`, the noise is a track shard's of `rows` rows (calls wrap around)."""
   mesh = sharding.data_mesh()
   batch = sharding.round_up(batch, mesh)
   net = model_lib.from_config(cfg.model)
@@ -91,11 +117,16 @@ def make_sampler(cfg, steps, batch):
   generate = sampling.make_generator(net, steps, 'euler', mesh, stats=stats,
                                      out_dtype=jnp.float16)
   noise = sampling.make_noise(cfg.model.dim, batch, mesh)
+  if with_tracks:
+    rows = -(-rows // batch) * batch
+    draw = track_noise(cfg.model.dim, batch, mesh, rows)
+  else:
+    draw = lambda start: noise(np.uint32(0), np.int32(0), np.int32(start))
   counter = iter(range(1 << 30))
 
   def one_batch():
     start = next(counter) * batch
-    return generate(params, noise(np.uint32(0), np.int32(0), np.int32(start)))
+    return generate(params, draw(start % rows if with_tracks else start))
 
   return one_batch, batch
 
@@ -115,6 +146,18 @@ def measure(cfg, steps, batch, iters, repeats):
   return batch / sample_s, flops / matmul_s
 
 
+def measure_tracks(cfg, steps, batch, iters, repeats):
+  """(rows samples/s, tracks samples/s): the best of `repeats` interleaved timings."""
+  rows, batch = make_sampler(cfg, steps, batch)
+  with_tracks, _ = make_sampler(cfg, steps, batch, with_tracks=True)
+  jax.block_until_ready([rows(), with_tracks()])  # Compile.
+  rows_s, tracks_s = float('inf'), float('inf')
+  for _ in range(repeats):
+    rows_s = min(rows_s, seconds(rows, iters))
+    tracks_s = min(tracks_s, seconds(with_tracks, iters))
+  return batch / rows_s, batch / tracks_s
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -127,8 +170,19 @@ def main():
   parser.add_argument('--iters', type=int, default=2, help='sampler calls per timing')
   parser.add_argument('--repeats', type=int, default=3,
                       help='interleaved timings; the best is kept')
+  parser.add_argument('--tracks', action='store_true',
+                      help='time the track sampler against the row sampler instead')
   args = parser.parse_args()
   print(f'# {machine()}, {args.steps} Euler steps, batch {args.batch_size}')
+  if args.tracks:
+    print('| config | model | matmul dtype | rows samples/s | tracks samples/s | tracks/rows |')
+    print('|---|---|---|---|---|---|')
+    for name, dtype, cfg in variants(args.configs, args.dtypes):
+      rows, with_tracks = measure_tracks(cfg, args.steps, args.batch_size, args.iters,
+                                         args.repeats)
+      print(f'| {name} | {cfg.model.width}x{cfg.model.depth} {cfg.model.ffn} | {dtype} | '
+            f'{rows:,.0f} | {with_tracks:,.0f} | {with_tracks / rows:.2f} |', flush=True)
+    return
   print('| config | model | matmul dtype | samples/s | model TFLOP/s | matmul TFLOP/s | ratio |')
   print('|---|---|---|---|---|---|---|')
   for name, dtype, cfg in variants(args.configs, args.dtypes):

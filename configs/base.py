@@ -72,6 +72,11 @@ def get_config():
       # Noise scale; None: the run's calibrated one (rfp.calibration), else 1.
       temperature=config_dict.placeholder(float),
       matmul_dtype=config_dict.placeholder(str),  # Override model.dtype while sampling.
+      # Whole tracks (rfp.tracks: correlated noise fitted to the training
+      # tracks) instead of i.i.d. rows, with per-shard track bounds.
+      tracks=False,
+      # Windows per track; None: lengths of the training tracks, drawn at random.
+      track_length=config_dict.placeholder(int),
   ))
 
   c.eval = ml_collections.ConfigDict(dict(

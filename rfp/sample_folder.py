@@ -3,9 +3,12 @@
     FOLDER/manifest.json      what was sampled, from which checkpoint, how
     FOLDER/shard-00000.npy    [rows, dim] float16/float32, embedding space
     FOLDER/shard-00001.npy    ...
+    FOLDER/shard-00000.bounds.npy   tracks only: int64 [tracks + 1], each track's
+                              first row in the shard, then its row count
 
 Shards are written to `NAME.tmp` and renamed when complete (`rfp.sampling`
-writes them), so a folder never holds a partial `.npy`. This module reads,
+writes them), so a folder never holds a partial `.npy`; a track shard's
+bounds file takes its final name before the shard does. This module reads,
 checks and finds folders; it imports no JAX, so an evaluation that finds its
 rows already sampled never starts it.
 """
@@ -25,7 +28,8 @@ FORMAT = 'rfp-samples/1'
 # Manifest fields that decide the rows' values: a folder holding any other
 # value for one of them cannot be resumed or extended by this run.
 IDENTITY = ('format', 'n', 'shards', 'rows_per_shard', 'dim', 'dtype', 'seed', 'solver',
-            'steps', 'matmul_dtype', 'sphere', 'temperature', 'noise', 'checkpoint.step', 'model')
+            'steps', 'matmul_dtype', 'sphere', 'temperature', 'noise', 'checkpoint.step', 'model',
+            'tracks')
 # Shard size when evaluation samples its own rows.
 EVAL_SHARD_ROWS = 1 << 20
 
@@ -38,6 +42,10 @@ def rows_per_shard(n, shards):
 
 def shard_path(folder, shard):
   return pathlib.Path(folder) / f'shard-{shard:05d}.npy'
+
+
+def bounds_path(folder, shard):
+  return pathlib.Path(folder) / f'shard-{shard:05d}.bounds.npy'
 
 
 def tmp_path(path):
@@ -64,6 +72,45 @@ def check_shard(path, rows, dim, dtype):
   if emb.shape != (rows, dim) or emb.dtype != np.dtype(dtype):
     return f'holds {emb.shape} {emb.dtype}, expected {(rows, dim)} {dtype}'
   return None
+
+
+def _read_bounds(folder, shard):
+  return np.load(bounds_path(folder, shard), allow_pickle=False)
+
+
+def check_bounds(folder, shard, rows):
+  """None if a track shard's bounds file is there and covers `rows` rows, else why not."""
+  path = bounds_path(folder, shard)
+  if not path.is_file():
+    return 'missing its bounds file'
+  try:
+    bounds = _read_bounds(folder, shard)
+  except (OSError, ValueError) as e:
+    return f'unreadable bounds ({e})'
+  if (bounds.ndim != 1 or len(bounds) < 2 or bounds[0] != 0 or bounds[-1] != rows
+      or np.any(np.diff(bounds) <= 0)):
+    return f'holds bounds that do not cover its {rows} rows in increasing tracks'
+  return None
+
+
+def track_bounds(folder, manifest=None):
+  """Track bounds over all shards' rows concatenated (shard order): int64
+  `[tracks + 1]`, each track's first row, then the row count, as
+  `rfp.evaluation.sequences` takes them. InputError (one line) if the folder
+  holds i.i.d. rows, or a shard's bounds are missing or wrong."""
+  manifest = read_manifest(folder) if manifest is None else manifest
+  if 'tracks' not in manifest:
+    raise InputError(f'{folder}: holds i.i.d. rows, not tracks; sample with '
+                     '--config.sample.tracks=True for track bounds')
+  firsts, offset = [], 0
+  for i, rows in enumerate(manifest['rows_per_shard']):
+    problem = check_bounds(folder, i, rows)
+    if problem:
+      raise InputError(f'{bounds_path(folder, i)}: shard {i} of {len(manifest["rows_per_shard"])} '
+                       f'is {problem}; re-run the sample.py command in the manifest')
+    firsts.append(_read_bounds(folder, i)[:-1].astype(np.int64) + offset)
+    offset += rows
+  return np.append(np.concatenate(firsts), offset).astype(np.int64)
 
 
 def check_disk(folder, todo, rows, dim, dtype):

@@ -89,26 +89,44 @@ def block_noise(seed, shard, block, dim):
                            (BLOCK_ROWS, dim), jnp.float32)
 
 
+def batch_normal(batch_size, shape, salt=None):
+  """`(key, start) -> [batch_size, *shape]`: normal rows [start, start + batch_size)
+  where block b of `BLOCK_ROWS` rows is `normal(fold_in(key, b))` (with `salt`:
+  `normal(fold_in(fold_in(key, b), salt))`, another stream beside it).
+
+  `start` must be a multiple of `batch_size`. Only whole blocks are drawn, so a
+  batch that is not a multiple or divisor of `BLOCK_ROWS` draws up to one block
+  it does not keep.
+  """
+  aligned = batch_size % BLOCK_ROWS == 0 or BLOCK_ROWS % batch_size == 0
+  # Blocks overlapped by a batch starting anywhere on a multiple of batch_size.
+  num_blocks = -(-batch_size // BLOCK_ROWS) + (0 if aligned else 1)
+  shape = tuple(shape)
+
+  def draw(key, start):
+    first = start // BLOCK_ROWS
+    keys = jax.vmap(jax.random.fold_in, (None, 0))(key, first + jnp.arange(num_blocks))
+    if salt is not None:
+      keys = jax.vmap(jax.random.fold_in, (0, None))(keys, salt)
+    z = jax.vmap(lambda k: jax.random.normal(k, (BLOCK_ROWS,) + shape, jnp.float32))(keys)
+    z = z.reshape((num_blocks * BLOCK_ROWS,) + shape)
+    return jax.lax.dynamic_slice_in_dim(z, start - first * BLOCK_ROWS, batch_size)
+
+  return draw
+
+
 @functools.cache  # One compiled function per shape: train.py validates every epoch.
 def make_noise(dim, batch_size, mesh):
   """A jitted `(seed, shard, start) -> z_bd`: noise of rows [start, start + batch).
 
   `start` must be a multiple of `batch_size`. Equal to the matching rows of
-  `block_noise`, placed on the mesh like a sampler batch. Only whole blocks are drawn, so a batch that is not a
-  multiple or divisor of `BLOCK_ROWS` draws up to one block it does not keep.
+  `block_noise`, placed on the mesh like a sampler batch (`batch_normal`).
   """
-  aligned = batch_size % BLOCK_ROWS == 0 or BLOCK_ROWS % batch_size == 0
-  # Blocks overlapped by a batch starting anywhere on a multiple of batch_size.
-  num_blocks = -(-batch_size // BLOCK_ROWS) + (0 if aligned else 1)
+  draw = batch_normal(batch_size, (dim,))
 
   @functools.partial(jax.jit, out_shardings=sharding.batch_sharding(mesh))
   def noise(seed, shard, start):
-    key = shard_key(seed, shard)
-    first = start // BLOCK_ROWS
-    keys = jax.vmap(jax.random.fold_in, (None, 0))(key, first + jnp.arange(num_blocks))
-    z = jax.vmap(lambda k: jax.random.normal(k, (BLOCK_ROWS, dim), jnp.float32))(keys)
-    z = z.reshape(num_blocks * BLOCK_ROWS, dim)
-    return jax.lax.dynamic_slice_in_dim(z, start - first * BLOCK_ROWS, batch_size)
+    return draw(shard_key(seed, shard), start)
 
   return noise
 
@@ -145,6 +163,8 @@ def check_config(sample_cfg):
 
   for name in ('n', 'shards', 'steps', 'batch_size'):
     positive_int(name)
+  if sample_cfg.track_length is not None:
+    positive_int('track_length')
   if sample_cfg.n < sample_cfg.shards:
     raise InputError(f'n={sample_cfg.n} is smaller than shards={sample_cfg.shards}: every shard '
                      'needs at least one row')
@@ -156,6 +176,7 @@ def check_config(sample_cfg):
     raise InputError(f'sample.temperature={temperature!r}: expected a positive number')
   for name, allowed in (('solver', flow.SOLVERS), ('dtype', sample_folder.DTYPES),
                         ('checkpoint', sample_folder.CHECKPOINTS), ('sphere', (None, True, False)),
+                        ('tracks', (True, False)),
                         ('matmul_dtype', (None,) + MATMUL_DTYPES)):
     if sample_cfg[name] not in allowed:
       raise InputError(f'sample.{name}={sample_cfg[name]!r}: expected one of '
@@ -191,12 +212,18 @@ def write_samples(workdir, folder, sample_cfg, progress=True, devices=None):
     sample_cfg: a `sample` config section: n, shards, seed, steps, solver,
       batch_size, dtype (on disk), sphere (project rows onto the unit sphere
       after de-normalising), checkpoint ('best' or 'latest'), matmul_dtype
-      (None: the model's compute dtype).
+      (None: the model's compute dtype), tracks (whole tracks from
+      `rfp.tracks`, not i.i.d. rows) and track_length (None: lengths of the
+      training tracks).
     progress: show a progress bar.
     devices: this process's devices to run on (default: all of them).
 
   Returns:
     The manifest (as written to `folder/manifest.json`).
+
+  Track shards hold whole tracks (the last one cut at the shard's end), and
+  each gets `shard-NNNNN.bounds.npy` (`rfp.sample_folder.track_bounds`),
+  written before the shard takes its final name.
 
   Resumable: complete shards are kept as they are, partial ones are redone.
   With several JAX processes each writes only its shards (`i % process_count`).
@@ -235,12 +262,18 @@ def write_samples(workdir, folder, sample_cfg, progress=True, devices=None):
       'rfp': _version(),
       'created': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
   }
+  if sample_cfg.tracks:
+    from rfp import tracks  # pylint: disable=g-import-not-at-top  (it builds on this module)
+    fit = tracks.ensure_fit(workdir, sample_cfg, progress=progress, devices=devices)
+    manifest['tracks'] = tracks.plan(fit, sample_cfg.track_length)
   sample_folder.check_manifest(folder, manifest)
   folder.mkdir(parents=True, exist_ok=True)
 
   mine = [i for i in range(shards) if i % jax.process_count() == jax.process_index()]
-  todo = [i for i in mine if sample_folder.check_shard(
-      sample_folder.shard_path(folder, i), rows[i], dim, dtype) is not None]
+  todo = [i for i in mine
+          if sample_folder.check_shard(sample_folder.shard_path(folder, i), rows[i], dim,
+                                       dtype) is not None
+          or ('tracks' in manifest and sample_folder.check_bounds(folder, i, rows[i]) is not None)]
   sample_folder.check_disk(folder, todo, rows, dim, dtype)
   sample_folder.write_manifest(folder, manifest)
   if todo:
@@ -260,15 +293,24 @@ def _sample_shards(folder, todo, rows, manifest, model, params, stats, done_rows
   generate = make_generator(model, manifest['steps'], manifest['solver'], mesh,
                             stats=stats, sphere=manifest['sphere'], out_dtype=dtype,
                             temperature=manifest['temperature'])
-  noise = make_noise(dim, batch, mesh)
   params = sharding.put_replicated(params, mesh)
   seed = np.uint32(manifest['seed'])
 
+  def shard_noise(i):
+    if 'tracks' not in manifest:
+      noise = make_noise(dim, batch, mesh)
+      return ((start, noise(seed, np.int32(i), np.int32(start)))
+              for start in range(0, rows[i], batch))
+    from rfp import tracks  # pylint: disable=g-import-not-at-top  (it builds on this module)
+    bounds, profile_t = tracks.shard_layout(manifest['tracks'], seed, i, rows[i])
+    _write_atomic(sample_folder.bounds_path(folder, i), bounds)
+    return tracks.shard_noise(manifest['tracks'], seed, i, bounds, profile_t, batch, dim, mesh)
+
   def dispatched():
     for i in todo:
-      for start in range(0, rows[i], batch):
+      for start, z_bd in shard_noise(i):
         # Asynchronous: returns once the work is queued on the devices.
-        yield i, start, generate(params, noise(seed, np.int32(i), np.int32(start)))
+        yield i, start, generate(params, z_bd)
 
   bar = tqdm(total=total_rows, initial=done_rows, unit='row', unit_scale=True, desc='sample',
              dynamic_ncols=True, mininterval=1.0, disable=not progress)
@@ -286,3 +328,13 @@ def _sample_shards(folder, todo, rows, manifest, model, params, stats, done_rows
         os.fsync(f.fileno())
       os.replace(tmp, sample_folder.shard_path(folder, i))
   bar.close()
+
+
+def _write_atomic(path, array):
+  """`np.save` under a temporary name, on disk before it takes `path`."""
+  tmp = sample_folder.tmp_path(path)
+  with open(tmp, 'wb') as f:
+    np.save(f, array)
+    f.flush()
+    os.fsync(f.fileno())
+  os.replace(tmp, path)

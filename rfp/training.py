@@ -28,7 +28,7 @@ import optax
 from tqdm import tqdm
 
 from rfp import (calibration, checkpoint, data, files, flow, metrics, model as model_lib,
-                 sampling, sharding)
+                 sampling, sharding, tracks)
 from rfp.errors import InputError
 from rfp.evaluation import hardness
 
@@ -346,5 +346,7 @@ def train_and_evaluate(config, workdir, stop_after=None, progress=True):
     if progress:
       print(f'sampling temperature {saved["temperature"]:g} (probe gaps of the best checkpoint, '
             f'{workdir / calibration.FILE})')
+  if step == total_steps:  # The track generator's noise, fitted for the calibrated sampler.
+    tracks.ensure_fit(workdir, config.sample, progress=progress)
   return {'step': step, 'total_steps': total_steps, 'records': records, **meta,
           'temperature': saved and saved['temperature']}

@@ -1,0 +1,160 @@
+"""Temporal statistics of fingerprint tracks, and the noise fit that reproduces them.
+
+A track is a run of consecutive rows (one window per hop of one recording);
+a set of tracks is a row source (`rfp.rows`) plus its bounds, int
+`[tracks + 1]`: each track's first row, then the row count
+(`rfp.evaluation.sequences.bounds_from_ids` makes them from track ids).
+
+Three statistics describe how a track moves, each computed per track so that
+real and synthetic tracks can be compared as distributions:
+
+  lag similarity   mean cosine similarity of windows t and t + lag (lags 1 .. 32)
+  repetition       each window's best cosine with a window of the same track
+                   at least `min_lag` hops away (loops, choruses)
+  lengths          windows per track
+
+`fit_weights` is the no-JAX half of the track generator (`rfp.tracks`): the
+weights of stationary AR(1) noise processes whose correlation at each lag
+matches a target (non-negative least squares, weights summing to at most 1,
+the rest white noise), so that every window's noise stays N(0, I).
+"""
+
+import contextlib
+import warnings
+
+import numpy as np
+import scipy.optimize
+
+LAGS = (1, 2, 4, 8, 16, 32)
+MIN_LAG = 8  # Repetition looks at least 4 s away at 0.5 s hop: past the lag-similarity decay.
+THRESHOLDS = (0.5, 0.6, 0.7, 0.8)
+QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
+# Rows of one Gram block while looking for repetitions: memory stays
+# O(block x track) even for a very long track.
+_BLOCK = 2048
+
+
+def track_rows(rows, bounds, track):
+  """Rows of one track as float32 unit vectors `[length, dim]`."""
+  x_td = rows.read(int(bounds[track]), int(bounds[track + 1]))
+  return x_td / np.maximum(np.linalg.norm(x_td, axis=1, keepdims=True), 1e-12)
+
+
+def lag_similarity(rows, bounds, lags=LAGS, tracks=None):
+  """`[tracks, lags]`: each track's mean cosine similarity at each lag (NaN where
+  the track is not longer than the lag). `tracks`: indices to use (default all)."""
+  tracks = range(len(bounds) - 1) if tracks is None else tracks
+  out = np.full((len(tracks), len(lags)), np.nan)
+  for i, track in enumerate(tracks):
+    x_td = track_rows(rows, bounds, track)
+    for j, lag in enumerate(lags):
+      if len(x_td) > lag:
+        out[i, j] = np.mean(np.sum(x_td[lag:] * x_td[:-lag], axis=1))
+  return out
+
+
+def repetition(rows, bounds, min_lag=MIN_LAG, tracks=None):
+  """Each window's best cosine with a window of its own track `min_lag` or more
+  rows away, concatenated over `tracks` (NaN for windows that have none)."""
+  tracks = range(len(bounds) - 1) if tracks is None else tracks
+  out = []
+  for track in tracks:
+    x_td = track_rows(rows, bounds, track)
+    best = np.full(len(x_td), -np.inf, np.float32)
+    for a in range(0, len(x_td), _BLOCK):
+      sim_bt = x_td[a:a + _BLOCK] @ x_td.T
+      near = np.abs(np.arange(a, a + len(sim_bt))[:, None] - np.arange(len(x_td))) < min_lag
+      sim_bt[near] = -np.inf
+      best[a:a + len(sim_bt)] = sim_bt.max(axis=1)
+    out.append(np.where(np.isfinite(best), best, np.nan))
+  return np.concatenate(out) if out else np.zeros(0)
+
+
+def track_lengths(bounds):
+  return np.diff(np.asarray(bounds, np.int64))
+
+
+def summary(rows, bounds, lags=LAGS, min_lag=MIN_LAG, tracks=None):
+  """The three statistics as a JSON-able dict (spread over tracks and windows)."""
+  sim_tl = lag_similarity(rows, bounds, lags, tracks)
+  best_n = repetition(rows, bounds, min_lag, tracks)
+  lengths = track_lengths(bounds)
+  lengths = lengths if tracks is None else lengths[np.asarray(tracks, np.int64)]
+  best_n = best_n[np.isfinite(best_n)]
+  with _all_nan_ok():
+    return {
+        'tracks': len(sim_tl),
+        'lag_similarity': {
+            'lags': list(lags),
+            'mean': _floats(np.nanmean(sim_tl, axis=0)),
+            'std': _floats(np.nanstd(sim_tl, axis=0)),
+            **{f'q{int(q * 100)}': _floats(np.nanquantile(sim_tl, q, axis=0)) for q in QUANTILES},
+        },
+        'repetition': {
+            'min_lag': min_lag,
+            'share_above': {str(t): float(np.mean(best_n > t)) if len(best_n) else None
+                            for t in THRESHOLDS},
+            'quantiles': {str(q): float(np.quantile(best_n, q)) if len(best_n) else None
+                          for q in QUANTILES},
+        },
+        'lengths': {'mean': float(np.mean(lengths)), 'min': int(lengths.min()),
+                    'max': int(lengths.max()),
+                    'quantiles': {str(q): float(np.quantile(lengths, q)) for q in QUANTILES}},
+    }
+
+
+def nanmean(sim_tl):
+  """Mean over tracks of each lag, NaN (without a warning) where no track reaches it."""
+  with _all_nan_ok():
+    return np.nanmean(sim_tl, axis=0)
+
+
+@contextlib.contextmanager
+def _all_nan_ok():
+  """Statistics of tracks too short for a lag are NaN, not a warning."""
+  with warnings.catch_warnings():
+    warnings.simplefilter('ignore', RuntimeWarning)
+    yield
+
+
+def _floats(a):
+  return [None if not np.isfinite(v) else float(v) for v in a]
+
+
+def profile_groups(sim_tl, profiles):
+  """Each track's profile: `profiles` groups of near-equal size by the track's
+  mean lag similarity (its rank), so that slowly and quickly changing music
+  each get noise of their own."""
+  with _all_nan_ok():
+    score = np.nan_to_num(np.nanmean(sim_tl, axis=1), nan=0.0)
+  rank = np.argsort(np.argsort(score, kind='stable'), kind='stable')
+  return (rank * profiles // max(len(score), 1)).astype(np.int64)
+
+
+def ar_correlation(rates, lags):
+  """`[lags, rates]`: the lag-k correlation a^k of a stationary AR(1) process of rate a."""
+  return np.asarray(rates, np.float64)[None, :] ** np.asarray(lags, np.float64)[:, None]
+
+
+def fit_weights(target, lags, rates):
+  """Weights w >= 0 (sum <= 1) of AR(1) processes of the given rates whose mixture
+  `sum_i w_i a_i^k` is nearest the target noise correlation at each lag k.
+
+  The rest, 1 - sum w, is white noise (correlation 0 at every lag >= 1); it
+  is a column of its own, and a heavily weighted row makes all of them sum to 1.
+  """
+  a_lk = ar_correlation(rates, lags)
+  a_lk = np.hstack([a_lk, np.zeros((len(lags), 1))])
+  scale = 100.0
+  design = np.vstack([a_lk, np.full((1, a_lk.shape[1]), scale)])
+  target = np.append(np.clip(np.asarray(target, np.float64), 0.0, 1.0), scale)
+  w, _ = scipy.optimize.nnls(design, target)
+  w = w[:-1]
+  return w / max(1.0, w.sum())
+
+
+def noise_targets(similarity, response_rho, response_sim):
+  """Noise correlation whose output similarity is `similarity`, read off a measured
+  response curve (output similarity at noise correlation rho, increasing in rho)."""
+  monotone = np.maximum.accumulate(np.asarray(response_sim, np.float64))
+  return np.interp(np.asarray(similarity, np.float64), monotone, np.asarray(response_rho))
