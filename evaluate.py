@@ -43,11 +43,11 @@ def main(argv=None):
   from rfp import report  # pylint: disable=g-import-not-at-top  (matplotlib, once args are valid)
   from rfp.evaluation import results  # pylint: disable=g-import-not-at-top  (faiss)
   plan = results.plan(config, run, nafp=args.nafp, progress=not args.quiet)
-  synthetic, info = sample_folder.synthetic_rows(
+  synthetic, synthetic_bounds, info = sample_folder.synthetic_rows(
       config.eval, config.sample, workdir, plan.inputs.reference.dim, plan.synthetic_rows,
       plan.synthetic_minimum, progress=not args.quiet)
   figures, maps = results.evaluate_run(config, run, workdir, plan, synthetic, info,
-                                       progress=not args.quiet)
+                                       progress=not args.quiet, synthetic_bounds=synthetic_bounds)
   paths = report.write(out, figures, maps)
   t = figures['table3']
   if 'size_lo' in t:

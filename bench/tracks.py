@@ -10,7 +10,7 @@ rows of the same size, then compares them with real tracks:
     probe tracks, a real set A and a second real set B (the floor). Probes are
     runs of L consecutive windows of the probe tracks; for each set X of
     distractor tracks, each probe's best start over X
-    (`sequences.best_distractor_start_scores`) is compared with its best start
+    (`sequences.exact_best_starts`) is compared with its best start
     over A. The share of probes where X wins is ~50% for B (exchangeable with
     A); synthetic tracks as hard as real ones land there too, while i.i.d.
     rows, which cannot form a matching run, fall far below as L grows.
@@ -114,12 +114,12 @@ def main():
   hardness = {}
   for length in LENGTHS:
     q = probes(probe_rows, probe_bounds, length, args.probes, rng)
-    best_a = sequences.best_distractor_start_scores(q, a_rows, a_bounds)
+    best_a = sequences.exact_best_starts(q, a_rows, a_bounds, [length])[length][0]
     row = {}
     for name, (x, b) in {'second real set (B)': (b_rows, b_bounds),
                          'synthetic tracks': (syn_rows, syn_bounds),
                          'i.i.d. synthetic rows': (iid_rows, np.array([0, n], np.int64))}.items():
-      best = sequences.best_distractor_start_scores(q, x, b)
+      best = sequences.exact_best_starts(q, x, b, [length])[length][0]
       row[name] = {'share_beating_A': float(np.mean(best > best_a)),
                    'mean_best': float(np.mean(best))}
     row['real set A'] = {'mean_best': float(np.mean(best_a))}

@@ -135,6 +135,36 @@ def open_embeddings(path, dim=None):
   return Embeddings(path, tuple(shape), np.dtype(dtype), offset)
 
 
+def int_vector(path, length, length_of, why):
+  """A 1-D integer .npy of `length` entries (one per row of `length_of`), as int64;
+  `why` says what it is for when the file is missing."""
+  path = pathlib.Path(path)
+  if not path.is_file():
+    raise InputError(f'{path}: file not found; {why}')
+  try:
+    a = np.load(path, allow_pickle=False)
+  except (ValueError, OSError) as e:
+    raise InputError(f'{path}: cannot read ({e})') from e
+  if a.ndim == 2 and a.shape[1] == 1:
+    a = a[:, 0]
+  if a.ndim != 1 or a.dtype.kind not in 'iu':
+    raise InputError(f'{path}: expected a 1-D integer array, got {a.dtype} {a.shape}')
+  if len(a) != length:
+    raise InputError(f'{path}: has {len(a)} entries but {length_of} has {length} rows')
+  return a.astype(np.int64)
+
+
+def track_ids(path, emb, why):
+  """[rows] track id of each row of `emb` (rows of a track consecutive): an integer
+  .npy, or NMFP's database.csv."""
+  if pathlib.Path(path).suffix != '.csv':
+    return int_vector(path, emb.n, emb.path, why)
+  ids = layouts.nmfp_track_ids(path)
+  if len(ids) != emb.n:
+    raise InputError(f'{path}: its tracks cover {len(ids)} rows but {emb.path} has {emb.n}')
+  return ids
+
+
 @dataclasses.dataclass(frozen=True)
 class Stats:
   """Normalisation statistics; `mean` and `std` broadcast against rows."""

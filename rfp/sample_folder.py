@@ -190,8 +190,9 @@ def _manifest_or_none(folder):
     return None
 
 
-def find(workdir, needed, minimum, seed):
-  """(folder, shards or None, manifest or None) for an evaluation's synthetic rows.
+def find(workdir, needed, minimum, seed, tracks=False):
+  """(folder, shards or None, manifest or None) for an evaluation's synthetic rows
+  (synthetic tracks if `tracks`, in WORKDIR/samples-tracks).
 
   A complete folder of the run's best checkpoint with at least `minimum` rows
   is opened (e.g. one written by `sample.py`; repeats then share rows where it
@@ -200,10 +201,10 @@ def find(workdir, needed, minimum, seed):
   """
   workdir = pathlib.Path(workdir)
   step = files.checkpoint_step(workdir, 'best')
-  default = workdir / 'samples'
-  for folder in [default] + sorted(workdir.glob('samples-*')):
+  default = workdir / ('samples-tracks' if tracks else 'samples')
+  for folder in [default] + sorted(workdir.glob(f'{default.name}-*')):
     manifest = _manifest_or_none(folder)
-    if (manifest and manifest.get('n', 0) >= minimum
+    if (manifest and manifest.get('n', 0) >= minimum and ('tracks' in manifest) == tracks
         and manifest.get('checkpoint', {}).get('step') == step):
       try:
         return folder, open_samples(folder, manifest), manifest
@@ -213,7 +214,7 @@ def find(workdir, needed, minimum, seed):
   if manifest is None or (manifest.get('n'), manifest.get('seed'),
                           manifest.get('checkpoint', {}).get('step')) == (needed, seed, step):
     return default, None, None
-  return workdir / f'samples-{step}-{needed}-{seed}', None, None
+  return workdir / f'{default.name}-{step}-{needed}-{seed}', None, None
 
 
 def synthetic_rows(eval_cfg, sample_cfg, workdir, dim, needed, minimum, progress=True):
@@ -221,9 +222,10 @@ def synthetic_rows(eval_cfg, sample_cfg, workdir, dim, needed, minimum, progress
 
   `eval.synthetic` names a folder of shards; otherwise `needed` rows come
   from the run's best checkpoint with the settings of `sample_cfg` (a
-  `sample` config section), sampled into WORKDIR/samples unless a
-  complete folder of at least `minimum` rows is already there. Every row is
-  checked for NaN/Inf (one pass). Returns (rows, info dict).
+  `sample` config section: `sample.tracks` samples tracks), sampled into
+  WORKDIR/samples unless a complete folder of at least `minimum` rows is
+  already there. Every row is checked for NaN/Inf (one pass). Returns (rows,
+  their track bounds or None for i.i.d. rows, info dict).
   """
   sampled_now = False
   if eval_cfg.synthetic:
@@ -231,7 +233,7 @@ def synthetic_rows(eval_cfg, sample_cfg, workdir, dim, needed, minimum, progress
     if not folder.is_dir():
       raise InputError(f'{folder}: synthetic shard folder (eval.synthetic) not found')
   else:
-    folder, shards, manifest = find(workdir, needed, minimum, eval_cfg.seed)
+    folder, shards, manifest = find(workdir, needed, minimum, eval_cfg.seed, bool(sample_cfg.tracks))
     if shards is None:
       from rfp import sampling  # pylint: disable=g-import-not-at-top  (JAX, only to sample)
       sample_cfg = sample_cfg.copy_and_resolve_references()
@@ -246,6 +248,8 @@ def synthetic_rows(eval_cfg, sample_cfg, workdir, dim, needed, minimum, progress
   if rows.dim != dim:
     raise InputError(f'{folder}: synthetic rows have dimension {rows.dim}, the references {dim}')
   rows_lib.check_files_finite(rows.parts, progress)
-  return rows, {'folder': str(folder), 'rows': rows.n, 'sampled_now': sampled_now,
-                **{k: manifest.get(k) for k in ('seed', 'solver', 'steps', 'dtype', 'sphere',
-                                                'temperature', 'checkpoint')}}
+  bounds = track_bounds(folder, manifest) if 'tracks' in manifest else None
+  return rows, bounds, {'folder': str(folder), 'rows': rows.n, 'sampled_now': sampled_now,
+                        'tracks': bounds is not None,
+                        **{k: manifest.get(k) for k in ('seed', 'solver', 'steps', 'dtype',
+                                                        'sphere', 'temperature', 'checkpoint')}}

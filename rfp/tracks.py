@@ -39,7 +39,6 @@ import numpy as np
 
 from rfp import calibration, checkpoint, data, files, model as model_lib
 from rfp import sampling, sharding, temporal
-from rfp.errors import InputError
 from rfp.evaluation.sequences import bounds_from_ids
 
 FILE = 'temporal.json'
@@ -61,25 +60,18 @@ FIT_TRACKS = 2000
 def training_tracks(run_config):
   """(bounds, description) of the training file's tracks.
 
-  `data.train_tracks` names int track ids per row of `data.train` (rows in
-  track order, `.npy`); unset, `<data.train stem>_tracks.npy` beside it is
-  used if it exists, else blocks of `data.val_block_rows` rows stand in for
-  tracks (as validation assumes), which fixes every length to that block.
+  `data.train_tracks` names the track of each row of `data.train` (rows in
+  track order; an integer .npy or NMFP's database.csv); unset, blocks of
+  `data.val_block_rows` rows stand in for tracks (as validation assumes),
+  which fixes every length to that block.
   """
-  train = pathlib.Path(run_config.data.train)
-  n = data.open_embeddings(train).n
+  emb = data.open_embeddings(run_config.data.train)
   path = run_config.data.get('train_tracks')
-  path = pathlib.Path(path) if path else train.with_name(train.name.split('.')[0] + '_tracks.npy')
-  if path.is_file():
-    ids = np.load(path, mmap_mode='r')
-    if ids.ndim != 1 or len(ids) != n or not np.issubdtype(ids.dtype, np.integer):
-      raise InputError(f'{path}: expected {n:,} integer track ids (one per row of {train}), '
-                       f'found {ids.dtype} {ids.shape}')
-    return bounds_from_ids(np.asarray(ids)), str(path)
-  if run_config.data.get('train_tracks'):
-    raise InputError(f'{path}: track ids file (data.train_tracks) not found')
+  if path:
+    ids = data.track_ids(path, emb, 'set data.train_tracks=None to use blocks of rows as tracks')
+    return bounds_from_ids(ids), str(path)
   block = int(run_config.data.val_block_rows)
-  return np.append(np.arange(0, n, block), n).astype(np.int64), f'blocks of {block} rows'
+  return np.append(np.arange(0, emb.n, block), emb.n).astype(np.int64), f'blocks of {block} rows'
 
 
 def layout(seed, shard, rows, track_lengths, track_profile, length=None):

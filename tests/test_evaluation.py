@@ -14,7 +14,6 @@ import pytest
 import evaluate
 from conftest import ROOT, mixture, tiny_config
 from rfp import sample_folder
-from rfp.errors import InputError
 
 DIM = 16
 N_REFS, TRACK_LEN, N_QUERIES, N_POOL, N_TRAIN, N_SYNTHETIC = 1200, 20, 150, 3000, 3000, 6000

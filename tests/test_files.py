@@ -1,6 +1,5 @@
 """A run's small files: atomic JSON, refusing to mix runs, checkpoint steps, output checks."""
 
-import json
 import os
 import subprocess
 import sys

@@ -83,39 +83,12 @@ def _open_like(path, reference, what):
   return emb
 
 
-def _int_vector(path, length, length_of, why):
-  path = pathlib.Path(path)
-  if not path.is_file():
-    raise InputError(f'{path}: file not found; {why}')
-  try:
-    a = np.load(path, allow_pickle=False)
-  except (ValueError, OSError) as e:
-    raise InputError(f'{path}: cannot read ({e})') from e
-  if a.ndim == 2 and a.shape[1] == 1:
-    a = a[:, 0]
-  if a.ndim != 1 or a.dtype.kind not in 'iu':
-    raise InputError(f'{path}: expected a 1-D integer array, got {a.dtype} {a.shape}')
-  if len(a) != length:
-    raise InputError(f'{path}: has {len(a)} entries but {length_of} has {length} rows')
-  return a.astype(np.int64)
-
-
-def _track_ids(path, emb, why):
-  """[rows] track id of each row of `emb`: an integer .npy, or NMFP's database.csv."""
-  if pathlib.Path(path).suffix != '.csv':
-    return _int_vector(path, emb.n, emb.path, why)
-  ids = layouts.nmfp_track_ids(path)
-  if len(ids) != emb.n:
-    raise InputError(f'{path}: its tracks cover {len(ids)} rows but {emb.path} has {emb.n}')
-  return ids
-
-
 def _bounds(path, emb, key):
   """Track bounds of a row file from its track ids (file `path`, setting `key`), or None."""
   if not path:
     return None
   return sequences_lib.bounds_from_ids(
-      _track_ids(path, emb, f'set {key}=None to read {emb.path} as one track'))
+      data.track_ids(path, emb, f'set {key}=None to read {emb.path} as one track'))
 
 
 def _lengths(eval_cfg):
@@ -163,7 +136,7 @@ def _sequence_truth(path, truth_path, q_qld, reference_tracks_path):
       raise InputError(f'{path}: NMFP queries name their reference tracks; set '
                        'eval.reference_tracks to the references\' database.csv')
     return layouts.read_nmfp_queries(path, truth_path, reference_tracks_path)[1]
-  return _int_vector(truth_path, len(q_qld), path, "the reference row of each query's first segment")
+  return data.int_vector(truth_path, len(q_qld), path, "the reference row of each query's first segment")
 
 
 def open_sequences(paths, queries, reference, ref_bounds, eval_cfg, notes):
@@ -253,7 +226,7 @@ def open_inputs(eval_cfg, run_config, nafp=None, progress=False):
     if not paths['ground_truth']:
       raise InputError('eval.ground_truth is not set: queries need ground truth (the '
                        'reference row each query was cut from)')
-    ground_truth = _int_vector(paths['ground_truth'], queries.n, queries.path,
+    ground_truth = data.int_vector(paths['ground_truth'], queries.n, queries.path,
                                'queries need ground truth (the reference row of each query)')
     bad = np.flatnonzero((ground_truth < 0) | (ground_truth >= reference.n))
     if len(bad):
@@ -263,7 +236,7 @@ def open_inputs(eval_cfg, run_config, nafp=None, progress=False):
 
   tracks = None
   if paths['reference_tracks']:
-    tracks = _track_ids(paths['reference_tracks'], reference,
+    tracks = data.track_ids(paths['reference_tracks'], reference,
                         'set eval.reference_tracks=None to evaluate without track ids')
   bounds = {'reference': (sequences_lib.bounds_from_ids(tracks) if tracks is not None
                           else sequences_lib.track_bounds([0], reference.n))}
