@@ -136,13 +136,15 @@ def _check_database(folder, info, reference, shards):
                             'an index', 'index folder')
 
 
-def add_part(folder, reference, shards, part, parts, progress=False,
+def add_part(folder, reference, shards, part, parts, progress=False, on_chunk=None,
              chunk_rows=rows_lib.CHUNK_ROWS):
   """Adds this part's rows (`part_pieces`) to a copy of the trained index and writes it.
 
   Ids are global (positions in `database`). Runs on the CPU, whatever the
-  training ran on, so a part's codes do not depend on the machine. A part
-  already written is kept. Returns its path.
+  training ran on, so a part's codes do not depend on the machine.
+  `on_chunk(start, x)` sees each chunk after it is added, `start` its global
+  id (e.g. to score this part's distractors exactly in the same pass). A part
+  already written is kept, and nothing is read. Returns its path.
   """
   folder = pathlib.Path(folder)
   info = read_trained(folder)
@@ -162,6 +164,8 @@ def add_part(folder, reference, shards, part, parts, progress=False,
       for start, x in pieces[j].chunks(chunk_rows):
         index.add_with_ids(np.ascontiguousarray(x, np.float32),
                            np.arange(offsets[j] + start, offsets[j] + start + len(x)))
+        if on_chunk is not None:
+          on_chunk(int(offsets[j] + start), x)
         bar.update(len(x))
   tmp = _tmp(path)
   faiss.write_index(index, str(tmp))

@@ -89,17 +89,24 @@ def test_two_processes_and_the_merge_find_what_one_process_finds(files_and_index
 
 def test_each_part_holds_its_shards_with_global_ids(database):
   folder, reference, shards, _, _ = database
-  for p in range(3):
-    index_parts.add_part(folder, reference, shards, p, 3)
+  db = index_parts.database(reference, shards)
   # Part 0: references and shards 0 and 3; part 1: shard 1; part 2: shard 2.
   offsets = np.cumsum([0, 2000] + [4500] * 4)
   expected = [np.r_[0:2000, offsets[1]:offsets[2], offsets[4]:offsets[5]],
               np.r_[offsets[2]:offsets[3]], np.r_[offsets[3]:offsets[4]]]
   for p, want in enumerate(expected):
+    seen = []
+    index_parts.add_part(folder, reference, shards, p, 3, chunk_rows=3000,
+                         on_chunk=lambda start, x: seen.append((start, x)))
     index = faiss.read_index(str(index_parts.part_path(folder, p, 3)))
     invlists = faiss.extract_index_ivf(index).invlists
     ids = np.concatenate([get_invlist(invlists, c)[0] for c in range(invlists.nlist)])
     np.testing.assert_array_equal(np.sort(ids), want)
+    # on_chunk saw the rows it added, each chunk at its global position.
+    np.testing.assert_array_equal(
+        np.concatenate([np.arange(start, start + len(x)) for start, x in seen]), want)
+    for start, x in seen:
+      np.testing.assert_array_equal(x, db.read(start, start + len(x)))
 
 
 def test_finished_steps_are_kept_and_cut_off_ones_redone(database):
