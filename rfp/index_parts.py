@@ -173,19 +173,30 @@ def add_part(folder, reference, shards, part, parts, progress=False, on_chunk=No
   return path
 
 
-def merge(folder, parts, progress=False):
-  """Merges the `parts` part files into merged.index + merged.ivfdata (`merge_ondisk`).
+def _parts_in(folder):
+  """The part count of the part files in `folder`; InputError unless there is exactly one."""
+  counts = sorted({int(p.stem.rsplit('-', 1)[1]) for p in folder.glob('part-*-of-*.index')})
+  if len(counts) != 1:
+    found = f'parts of {", ".join(map(str, counts))}' if counts else 'no index parts'
+    raise InputError(f'{folder}: {found}; say how many parts to merge')
+  return counts[0]
 
-  The parts are read through memory maps and the lists written straight to
-  disk, so the database's codes never need to fit in memory. Every part must
-  be there and hold its rows; the parts may be deleted afterwards. A merged
-  index already written is kept. Returns the path of merged.index.
+
+def merge(folder, parts=None, progress=False):
+  """Merges the part files into merged.index + merged.ivfdata (`merge_ondisk`).
+
+  `parts` defaults to the part count of the files in `folder`. The parts are
+  read through memory maps and the lists written straight to disk, so the
+  database's codes never need to fit in memory. Every part must be there and
+  hold its rows; the parts may be deleted afterwards. A merged index already
+  written is kept. Returns the path of merged.index.
   """
   folder = pathlib.Path(folder)
   info = read_trained(folder)
   path = folder / MERGED
   if path.exists():
     return path
+  parts = _parts_in(folder) if parts is None else parts
   paths = [part_path(folder, p, parts) for p in range(parts)]
   missing = [p.name for p in paths if not p.exists()]
   if missing:

@@ -122,7 +122,7 @@ def test_finished_steps_are_kept_and_cut_off_ones_redone(database):
   with pytest.raises(InputError, match='1 of 2 index parts missing.*part-00001-of-00002'):
     index_parts.merge(folder, 2)
   index_parts.add_part(folder, reference, shards, 1, 2)
-  index_parts.merge(folder, 2)
+  index_parts.merge(folder)  # Two parts: the files say so.
   db = index_parts.database(reference, shards)
   before = retrieval.search(index_parts.MergedIndex(folder), q, db, 20)[0]
   # A merge cut off after writing its lists (merged.index is renamed in last).
@@ -140,6 +140,12 @@ def test_a_folder_for_another_database_or_settings_is_refused(database):
     index_parts.add_part(folder, reference, shards[:3], 0, 2)
   with pytest.raises(InputError, match='no merged.index'):
     index_parts.MergedIndex(folder)
+  with pytest.raises(InputError, match='no index parts; say how many'):
+    index_parts.merge(folder)
+  index_parts.add_part(folder, reference, shards, 0, 2)
+  index_parts.add_part(folder, reference, shards, 2, 3)
+  with pytest.raises(InputError, match='parts of 2, 3; say how many'):
+    index_parts.merge(folder)
   with pytest.raises(InputError, match='no trained.json'):
     index_parts.add_part(folder.parent / 'elsewhere', reference, shards, 0, 2)
 
