@@ -120,7 +120,8 @@ class Index:
   @classmethod
   def read(cls, path, settings, gpu=None):
     """The `Index` that `write` wrote, with the `settings` it was built with;
-    placed on the GPU when faiss has one, as a newly trained index would be."""
+    placed on the GPU when faiss has one and the codes are 8-bit (the caller
+    keeps k within GPU_MAX_K there)."""
     new = object.__new__(cls)
     new._trained = faiss.read_index(str(path))
     new.gpu = (use_gpu() if gpu is None else gpu) and settings['bits'] == 8
