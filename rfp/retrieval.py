@@ -112,6 +112,25 @@ class Index:
     new._place()
     return new
 
+  def write(self, path):
+    """Writes the trained quantizers, without rows (faiss.write_index): the
+    template of a build in parts (`rfp.index_parts`). `Index.read` restores it."""
+    faiss.write_index(self._trained, str(path))
+
+  @classmethod
+  def read(cls, path, settings, gpu=None):
+    """The `Index` that `write` wrote, with the `settings` it was built with;
+    placed on the GPU when faiss has one and the codes are 8-bit (the caller
+    keeps k within GPU_MAX_K there)."""
+    new = object.__new__(cls)
+    new._trained = faiss.read_index(str(path))
+    new.gpu = (use_gpu() if gpu is None else gpu) and settings['bits'] == 8
+    new.settings = {**settings, 'device': 'gpu' if new.gpu else 'cpu',
+                    'float16_lookup_tables': bool(
+                        new.gpu and settings['subquantizers'] > GPU_MAX_FLOAT32_SUBQUANTIZERS)}
+    new._place()
+    return new
+
   @property
   def ntotal(self):
     return self.faiss_index.ntotal

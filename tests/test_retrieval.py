@@ -101,3 +101,16 @@ def test_a_copy_reuses_the_trained_quantizers_and_finds_the_same(tmp_path):
   assert reused.ntotal == index.ntotal == 3000 and reused.settings == index.settings
   q = unit_rows(50, 16, 22)
   np.testing.assert_array_equal(reused.search(q, 10), index.search(q, 10))
+
+
+def test_a_written_trained_index_reads_back_and_finds_the_same(tmp_path):
+  db = rows.ArrayRows(unit_rows(3000, 16, 23))
+  spec = _spec(nprobe=4)
+  trained = retrieval.train_index(db, spec, np.random.default_rng(0), gpu=False)
+  trained.write(tmp_path / 'trained.index')
+  read = retrieval.Index.read(tmp_path / 'trained.index', trained.settings, gpu=False)
+  assert read.ntotal == 0 and read.settings == trained.settings
+  q = unit_rows(50, 16, 24)
+  np.testing.assert_array_equal(
+      retrieval.build_index(db, spec, None, trained=read).search(q, 10),
+      retrieval.build_index(db, spec, None, trained=trained).search(q, 10))
