@@ -110,20 +110,20 @@ def test_training_fits_the_track_noise(trained_run):
 
 def test_track_ids_file_sets_the_training_tracks(tmp_path):
   config = ml_collections.ConfigDict({'data': {'train': str(tmp_path / 'train.npy'),
+                                                'train_tracks': str(tmp_path / 'ids.npy'),
                                                 'val_block_rows': 4}})
   np.save(tmp_path / 'train.npy', np.ones((10, 4), np.float16))
-  np.save(tmp_path / 'train_tracks.npy', np.array([4, 4, 4, 9, 9, 1, 1, 1, 1, 1], np.int32))
+  np.save(tmp_path / 'ids.npy', np.array([4, 4, 4, 9, 9, 1, 1, 1, 1, 1], np.int32))
   bounds, source = tracks.training_tracks(config)
   np.testing.assert_array_equal(bounds, [0, 3, 5, 10])
-  assert source.endswith('train_tracks.npy')
+  assert source.endswith('ids.npy')
   config.data.train_tracks = str(tmp_path / 'other.npy')
-  with pytest.raises(InputError, match='track ids file'):
+  with pytest.raises(InputError, match='other.npy: file not found; set data.train_tracks=None'):
     tracks.training_tracks(config)
   np.save(tmp_path / 'other.npy', np.zeros(9, np.int32))
-  with pytest.raises(InputError, match='expected 10 integer track ids'):
+  with pytest.raises(InputError, match='has 9 entries but .*train.npy has 10 rows'):
     tracks.training_tracks(config)
-  (tmp_path / 'train_tracks.npy').unlink()
-  config.data.train_tracks = None
+  config.data.train_tracks = None  # Without ids, blocks of val_block_rows rows.
   np.testing.assert_array_equal(tracks.training_tracks(config)[0], [0, 4, 8, 10])
 
 
