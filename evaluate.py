@@ -43,11 +43,19 @@ def main(argv=None):
   from rfp import report  # pylint: disable=g-import-not-at-top  (matplotlib, once args are valid)
   from rfp.evaluation import results  # pylint: disable=g-import-not-at-top  (faiss)
   plan = results.plan(config, run, nafp=args.nafp, progress=not args.quiet)
+  dim, seed = plan.inputs.reference.dim, config.eval.seed
   synthetic, synthetic_bounds, info = sample_folder.synthetic_rows(
-      config.eval, config.sample, workdir, plan.inputs.reference.dim, plan.synthetic_rows,
-      plan.synthetic_minimum, progress=not args.quiet)
+      config.eval.synthetic, config.sample, workdir, dim, plan.synthetic_rows,
+      plan.synthetic_minimum, seed, progress=not args.quiet)
+  tracks = None
+  if plan.track_rows:  # A few synthetic tracks for the multi-segment queries' curve.
+    track_cfg = config.sample.copy_and_resolve_references()
+    track_cfg.tracks = True
+    tracks = sample_folder.synthetic_rows(None, track_cfg, workdir, dim, plan.track_rows,
+                                          plan.track_rows, seed, progress=not args.quiet)
   figures, maps = results.evaluate_run(config, run, workdir, plan, synthetic, info,
-                                       progress=not args.quiet, synthetic_bounds=synthetic_bounds)
+                                       progress=not args.quiet, synthetic_bounds=synthetic_bounds,
+                                       tracks=tracks)
   paths = report.write(out, figures, maps)
   t = figures['table3']
   if 'size_lo' in t:
@@ -57,9 +65,11 @@ def main(argv=None):
     print(f'JS(S||R) {t["js_synthetic_real"]:.4f} (real-vs-real floor {t["js_real2_real"]:.4f}), '
           f'FD(S,R) {t["fd_synthetic_real"]:.2e}')
   seq = figures.get('sequences')
-  if seq:
-    print('multi-segment queries, synthetic ' + seq['synthetic'] + ': ' + '; '.join(
-        f'{n} segments {v["status"]}' for n, v in seq['verdicts'].items()))
+  for key, what in (('verdicts', f'synthetic {seq and seq["synthetic"]}'),
+                    ('track_verdicts', 'synthetic tracks')):
+    if seq and key in seq:
+      print(f'multi-segment queries, {what}: ' + '; '.join(
+          f'{n} segments {v["status"]}' for n, v in seq[key].items()))
   print(f'wrote {paths["report"]} and {len(paths) - 1} more files in {out}')
 
 

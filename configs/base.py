@@ -99,6 +99,9 @@ def get_config():
       num_sequence_queries=1_000,
       # Sizes where queries of every length are run; empty: the real curve's.
       sequence_sizes=[],
+      # Also sample synthetic tracks (rfp.tracks) for those sizes, a curve beside
+      # the i.i.d. rows; in WORKDIR/samples-tracks.
+      tracks=True,
       synthetic=config_dict.placeholder(str),  # Folder of sample.py shards; else sampled as needed.
       sizes=[1_000, 10_000, 30_000, 100_000, 300_000, 1_000_000],
       real_sizes=[],  # Real distractor counts; empty: eval.sizes up to the pool size.

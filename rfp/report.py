@@ -24,7 +24,7 @@ _PAIRS = (  # (results key, label), in reading order: the model, then its yardst
     ('synthetic_vs_gaussian', 'S ‖ G'),
 )
 _CURVES = (('real', 'real', 'C0'), ('synthetic', 'synthetic', 'C1'),
-           ('real2', 'second real set (floor)', 'C2'))
+           ('tracks', 'synthetic tracks', 'C3'), ('real2', 'second real set (floor)', 'C2'))
 
 
 def write(out, results, maps=None):
@@ -178,23 +178,27 @@ def _seconds(segments, eval_cfg):
 
 
 def _sequences(results):
-  """Per query length: the verdict, then hardness and HR@1 against size."""
+  """Per query length: the verdicts, then hardness and HR@1 against size."""
   seq = results['sequences']
   e = results['settings']['eval']
+  curves = results['scaling']
+  kinds = [k for k in ('real', 'synthetic', 'tracks', 'real2') if k in curves]
+  label = {'real': 'real', 'synthetic': 'synthetic ' + ('tracks' if seq['synthetic'] == 'tracks'
+                                                        else 'rows'),
+           'tracks': 'synthetic tracks', 'real2': "real' (floor)"}
   parts = [
       f'{seq["queries"]:,} queries of up to {max(seq["lengths"])} segments, searched as the '
       'systems do: each segment\'s top-k proposes a start, starts whose rows leave a track are '
       'dropped, the rest are re-ranked by the mean exact score over the run. Hardness: share of '
       'queries whose best run of distractor rows (exact, every start) outscores their true run. '
-      f'Real sets are whole tracks; synthetic: {seq["synthetic"]}.'
+      f'Real sets are whole tracks; synthetic: {seq["synthetic"]}'
+      + ('; synthetic tracks (rfp/tracks.py) beside them.' if 'tracks' in curves else '.')
       + (' I.i.d. rows cannot form a matching run of windows, so for long queries they are far '
-         'easier than real tracks: read the synthetic curve of long queries as optimistic.'
+         'easier than real tracks: read their curve of long queries as optimistic.'
          if seq['synthetic'].startswith('i.i.d.') else '')]
-  curves = results['scaling']
   for n in seq['lengths']:
     key = str(n)
-    sized = {kind: [p for p in curves.get(kind, []) if 'sequences' in p]
-             for kind in ('real', 'synthetic', 'real2')}
+    sized = {kind: [p for p in curves[kind] if 'sequences' in p] for kind in kinds}
     sizes = sorted({p['size'] for c in sized.values() for p in c})
     rows = []
     for size in sizes:
@@ -202,14 +206,14 @@ def _sequences(results):
       cell = lambda kind, metric: _mean_std(
           {**point[kind]['sequences'][key], 'shared_rows': point[kind].get('shared_rows')}
           if point[kind] else None, metric)
-      rows.append((f'{size:,}', cell('real', 'hard'), cell('synthetic', 'hard'),
-                   cell('real2', 'hard'), cell('real', 'hr1'), cell('synthetic', 'hr1'),
-                   cell('real', 'near1'), cell('synthetic', 'near1')))
-    parts += [f'### {n} segment{"s" * (n > 1)} ({_seconds(n, e):g} s)',
-              f'**Verdict.** {seq["verdicts"][key]["text"]}',
-              _table(['distractors', 'hardness % real', 'hardness % synthetic',
-                      "hardness % real' (floor)", 'HR@1 % real', 'HR@1 % synthetic',
-                      'near (±1) % real', 'near (±1) % synthetic'], rows)]
+      rows.append([f'{size:,}'] + [cell(k, 'hard') for k in kinds]
+                  + [cell(k, 'hr1') for k in kinds if k != 'real2'])
+    verdicts = [f'**Verdict, {label["synthetic"]}.** {seq["verdicts"][key]["text"]}']
+    if 'track_verdicts' in seq:
+      verdicts.append(f'**Verdict, synthetic tracks.** {seq["track_verdicts"][key]["text"]}')
+    parts += [f'### {n} segment{"s" * (n > 1)} ({_seconds(n, e):g} s)', *verdicts,
+              _table(['distractors'] + [f'hardness % {label[k]}' for k in kinds]
+                     + [f'HR@1 % {label[k]}' for k in kinds if k != 'real2'], rows)]
   return '\n\n'.join(parts + ['![sequences](sequences.png)'])
 
 

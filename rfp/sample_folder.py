@@ -217,10 +217,10 @@ def find(workdir, needed, minimum, seed, tracks=False):
   return workdir / f'{default.name}-{step}-{needed}-{seed}', None, None
 
 
-def synthetic_rows(eval_cfg, sample_cfg, workdir, dim, needed, minimum, progress=True):
+def synthetic_rows(folder, sample_cfg, workdir, dim, needed, minimum, seed, progress=True):
   """An evaluation's synthetic rows as one row source, sampling them first if need be.
 
-  `eval.synthetic` names a folder of shards; otherwise `needed` rows come
+  `folder` names a folder of shards (`eval.synthetic`); otherwise `needed` rows come
   from the run's best checkpoint with the settings of `sample_cfg` (a
   `sample` config section: `sample.tracks` samples tracks), sampled into
   WORKDIR/samples unless a complete folder of at least `minimum` rows is
@@ -228,16 +228,16 @@ def synthetic_rows(eval_cfg, sample_cfg, workdir, dim, needed, minimum, progress
   their track bounds or None for i.i.d. rows, info dict).
   """
   sampled_now = False
-  if eval_cfg.synthetic:
-    folder, shards = pathlib.Path(eval_cfg.synthetic), None
+  if folder:
+    folder, shards = pathlib.Path(folder), None
     if not folder.is_dir():
       raise InputError(f'{folder}: synthetic shard folder (eval.synthetic) not found')
   else:
-    folder, shards, manifest = find(workdir, needed, minimum, eval_cfg.seed, bool(sample_cfg.tracks))
+    folder, shards, manifest = find(workdir, needed, minimum, seed, bool(sample_cfg.tracks))
     if shards is None:
       from rfp import sampling  # pylint: disable=g-import-not-at-top  (JAX, only to sample)
       sample_cfg = sample_cfg.copy_and_resolve_references()
-      sample_cfg.n, sample_cfg.seed = needed, eval_cfg.seed
+      sample_cfg.n, sample_cfg.seed = needed, seed
       sample_cfg.shards = -(-needed // EVAL_SHARD_ROWS)
       sampling.write_samples(workdir, folder, sample_cfg, progress=progress)
       sampled_now = True

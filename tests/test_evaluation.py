@@ -80,7 +80,7 @@ def _overrides(paths, synthetic, **extra):
            'eval.num_queries': 100, 'eval.fidelity_rows': 600, 'eval.index.nlist': 16,
            'eval.index.nprobe': 16, 'eval.index.code_bytes': 8, 'eval.index.k': 20,
            'eval.index.train_rows': 2000, 'eval.query_lengths': [1, 3, 5, 9],
-           'eval.num_sequence_queries': N_SEQUENCES, **extra}
+           'eval.num_sequence_queries': N_SEQUENCES, 'eval.tracks': False, **extra}
   return [f'--config.{k}={v}' for k, v in items.items()]
 
 
@@ -280,12 +280,19 @@ def test_samples_from_the_run_when_no_synthetic_folder(trained_run, dataset, tmp
   workdir = tmp_path / 'run'
   shutil.copytree(trained_run[0], workdir)
   args = ['--workdir', str(workdir), '--quiet',
-          *_overrides(paths, None, **{'eval.sizes': [500], 'eval.repeats': 2})]
+          *_overrides(paths, None, **{'eval.sizes': [500], 'eval.repeats': 2,
+                                      'eval.tracks': True})]
   evaluate.main(args)
   first = json.loads((workdir / 'eval' / 'results.json').read_text())
   assert first['synthetic']['sampled_now'] and first['synthetic']['rows'] == 1000
   assert first['synthetic']['folder'] == str(workdir / 'samples')
+  # Synthetic tracks for the multi-segment curve: 2 repeats of the one sequence size.
+  tracks = first['synthetic_tracks']
+  assert tracks['tracks'] and tracks['rows'] == 1000 and tracks['sampled_now']
+  assert tracks['folder'] == str(workdir / 'samples-tracks')
+  assert [p['size'] for p in first['scaling']['tracks']] == [500]
   evaluate.main(args)
   second = json.loads((workdir / 'eval' / 'results.json').read_text())
-  assert not second['synthetic']['sampled_now']
+  assert not second['synthetic']['sampled_now'] and not second['synthetic_tracks']['sampled_now']
   assert second['table3'] == first['table3']
+  assert second['scaling']['tracks'][0]['sequences'] == first['scaling']['tracks'][0]['sequences']

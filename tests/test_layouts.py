@@ -130,6 +130,9 @@ def test_the_pipeline_runs_from_each_layout(layout, tmp_path):
   assert [p['size'] for p in real] == [300]
   # Noisy copies of the true rows: every length finds its run against a small database.
   assert real[0]['sequences']['5']['hr1']['mean'] > 0.9
+  # Synthetic tracks, sampled from the run, beside the i.i.d. rows at the sequence sizes.
+  assert [p['size'] for p in results['scaling']['tracks']] == [300]
+  assert results['synthetic_tracks']['tracks'] and set(results['sequences']['track_verdicts'])
 
 
 def _nmfp_paths():

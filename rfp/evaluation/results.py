@@ -70,13 +70,19 @@ def sequence_curves(curves, length):
 
 
 def sequence_summary(inputs, curves, synthetic_tracks):
-  """What the multi-segment queries showed: their settings and a verdict per length."""
+  """What the multi-segment queries showed: their settings and a verdict per
+  length, for the synthetic rows and, where they were run, synthetic tracks."""
   seq = inputs.sequences
   if seq is None:
     return None
-  return {'lengths': list(seq.lengths), 'queries': len(seq.ground_truth),
-          'synthetic': 'tracks' if synthetic_tracks else 'i.i.d. rows (one long track)',
-          'verdicts': {str(n): verdict(sequence_curves(curves, n)) for n in seq.lengths}}
+  out = {'lengths': list(seq.lengths), 'queries': len(seq.ground_truth),
+         'synthetic': 'tracks' if synthetic_tracks else 'i.i.d. rows (one long track)',
+         'verdicts': {str(n): verdict(sequence_curves(curves, n)) for n in seq.lengths}}
+  if 'tracks' in curves:
+    as_synthetic = {**curves, 'synthetic': curves['tracks']}
+    out['track_verdicts'] = {str(n): verdict(sequence_curves(as_synthetic, n))
+                             for n in seq.lengths}
+  return out
 
 
 def selection(workdir, step):
@@ -118,10 +124,11 @@ class Plan:
   """What an evaluation will do, settled before any row is sampled or indexed."""
   inputs: inputs_lib.Inputs
   spec: retrieval.IndexSpec
-  sizes: dict  # {'synthetic', 'real', 'real2'} -> distractor counts.
+  sizes: dict  # {'synthetic', 'real', 'real2', 'sequence', 'tracks'} -> distractor counts.
   notes: tuple
   synthetic_rows: int  # Enough for disjoint repeats at the largest size.
   synthetic_minimum: int  # The fewest that will do (repeats then share rows).
+  track_rows: int  # Synthetic track rows likewise (0: no track curve).
 
 
 def plan(config, run, nafp=None, progress=False):
@@ -137,13 +144,15 @@ def plan(config, run, nafp=None, progress=False):
   largest = sizes['synthetic'][-1]
   return Plan(inputs, spec, sizes, tuple(inputs.notes) + tuple(notes),
               max(eval_cfg.repeats * largest, eval_cfg.fidelity_rows),
-              max(largest, eval_cfg.fidelity_rows))
+              max(largest, eval_cfg.fidelity_rows),
+              eval_cfg.repeats * max(sizes['tracks'], default=0))
 
 
 def evaluate_run(config, run, workdir, the_plan, synthetic, synthetic_info, progress=True,
-                 synthetic_bounds=None):
+                 synthetic_bounds=None, tracks=None):
   """Fidelity and scaling of the run in `workdir` with `synthetic` rows (a row source;
-  `synthetic_bounds`: their track bounds when they are tracks).
+  `synthetic_bounds`: their track bounds when they are tracks) and, for the
+  track curve, `tracks`: (rows, bounds, info) of synthetic tracks.
 
   Returns (results dict, 2-D embedding maps or None).
   """
@@ -157,7 +166,7 @@ def evaluate_run(config, run, workdir, the_plan, synthetic, synthetic_info, prog
                                     progress)
   t1 = time.perf_counter()
   curves, sweep_notes = scaling.sweep(inputs, synthetic, sizes, eval_cfg, spec, progress,
-                                      synthetic_bounds)
+                                      synthetic_bounds, tracks and tracks[:2])
   t2 = time.perf_counter()
   notes += sweep_notes
   clamped = sorted({(p['index']['nlist'], p['index']['train_rows'])
@@ -178,6 +187,7 @@ def evaluate_run(config, run, workdir, the_plan, synthetic, synthetic_info, prog
                  'sequence_queries_evaluated': (len(inputs.sequences.query_rows)
                                                 if inputs.sequences is not None else 0)},
       'synthetic': synthetic_info,
+      'synthetic_tracks': tracks[2] if tracks else None,
       'settings': {'eval': json.loads(eval_cfg.to_json()), 'sizes': sizes, **retrieval.backend()},
       'fidelity': fid,
       'scaling': curves,

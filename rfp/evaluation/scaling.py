@@ -67,7 +67,9 @@ def plan_sizes(eval_cfg, inputs):
     seq = (_sizes(eval_cfg.sequence_sizes, 'eval.sequence_sizes') if eval_cfg.sequence_sizes
            else list(real))
     sizes = sorted(set(sizes) | set(seq))
-  return {'synthetic': sizes, 'real': real, 'real2': real2, 'sequence': seq}, notes
+  tracks = list(seq) if eval_cfg.tracks else []
+  return {'synthetic': sizes, 'real': real, 'real2': real2, 'sequence': seq,
+          'tracks': tracks}, notes
 
 
 def hit_rates(ids_qk, gt_q, n_refs, tracks=None):
@@ -177,7 +179,7 @@ def distractor_sets(kind, source, size, repeats, seed, bounds=None):
   enough rows; `bounds` are the synthetic tracks', or None for i.i.d. rows,
   which count as one track.
   """
-  if kind != 'synthetic':
+  if kind in ('real', 'real2'):
     salt = {'real': 1, 'real2': 2}[kind]
     note = (f'{kind} repeats at {size:,} are the whole pool: the same rows each time'
             if size >= source.n and repeats > 1 else None)
@@ -221,21 +223,27 @@ def _summary(points):
   return out
 
 
-def sweep(inputs, synthetic, plan, eval_cfg, spec, progress=True, synthetic_bounds=None):
+KINDS = ('real', 'synthetic', 'tracks', 'real2')  # Curves, in the order they are run.
+
+
+def sweep(inputs, synthetic, plan, eval_cfg, spec, progress=True, synthetic_bounds=None,
+          tracks=None):
   """The sweep: one curve per distractor kind, one entry per size.
 
-  `synthetic_bounds`: the synthetic rows' track bounds (synthetic tracks), or
-  None for i.i.d. rows.
+  `synthetic_bounds`: the synthetic rows' track bounds (when they are tracks),
+  or None for i.i.d. rows; `tracks`: (rows, bounds) of synthetic tracks run at
+  `plan['tracks']` sizes beside them.
   """
-  sources = {'real': inputs.real, 'synthetic': synthetic, 'real2': inputs.real2}
+  sources = {'real': inputs.real, 'synthetic': synthetic, 'real2': inputs.real2,
+             'tracks': tracks[0] if tracks else None}
   set_bounds = {'real': inputs.bounds.get('real'), 'real2': inputs.bounds.get('real2'),
-                'synthetic': synthetic_bounds}
+                'synthetic': synthetic_bounds, 'tracks': tracks[1] if tracks else None}
   # Rows read: each database once, plus each distractor set again at sequence sizes.
   total = sum((inputs.reference.n * (kind != 'real2') + size * (1 + (size in plan['sequence'])))
               * eval_cfg.repeats
-              for kind in ('real', 'synthetic', 'real2') for size in plan[kind])
+              for kind in KINDS for size in plan[kind])
   curves, notes = {}, []
-  kind_ids = {'real': 0, 'synthetic': 1, 'real2': 2}
+  kind_ids = {'real': 0, 'synthetic': 1, 'real2': 2, 'tracks': 3}
   trained = None
   if eval_cfg.index.shared_training:
     # One codebook for every point, trained on references and real rows when
@@ -247,7 +255,9 @@ def sweep(inputs, synthetic, plan, eval_cfg, spec, progress=True, synthetic_boun
       bar.update()
   with tqdm(total=total, unit='row', unit_scale=True, desc='scaling', dynamic_ncols=True,
             disable=not progress, mininterval=0.5) as bar:
-    for kind in ('real', 'synthetic', 'real2'):
+    for kind in KINDS:
+      if kind == 'tracks' and not plan[kind]:  # An extra curve: absent, not empty.
+        continue
       curve = []
       for size in plan[kind]:
         sets, note = distractor_sets(kind, sources[kind], size, eval_cfg.repeats, eval_cfg.seed,
