@@ -3,6 +3,7 @@
   python evaluate.py                                  # newest run under runs/, its own data
   python evaluate.py --workdir runs/nafp --nafp /data/nafp_test
   python evaluate.py --config.eval.sizes='[10000,100000]' --config.eval.repeats=5
+  python evaluate.py --index-dir DIR --index-step add --part 0 --parts 2   # docs/scale.md
 """
 
 import os
@@ -13,6 +14,7 @@ import sys
 os.environ.setdefault('XLA_PYTHON_CLIENT_PREALLOCATE', 'false')
 
 from rfp import cli, files, sample_folder  # pylint: disable=g-import-not-at-top,wrong-import-position
+from rfp.errors import InputError  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 _RUN_CONFIG = 'WORKDIR/config.json'
 # results.json, report.md and two plots, with room to spare.
@@ -32,6 +34,15 @@ def main(argv=None):
   parser.add_argument('--nafp', default=None, metavar='DIR',
                       help='NAFP-style folder (db.mm, query.mm, dummy_db.mm + *_shape.npy; '
                            'query i is db row i) instead of the eval.* files')
+  parser.add_argument('--index-dir', default=None, metavar='DIR',
+                      help='the IVF-PQ index of the references and every row of eval.synthetic, '
+                           'built in parts (docs/scale.md); the sweep searches it at that size')
+  parser.add_argument('--index-step', choices=('train', 'add', 'merge'), default=None,
+                      help='only build the --index-dir index: train it once, add this '
+                           "process's part, or merge the parts on disk; then exit")
+  parser.add_argument('--part', type=int, default=None,
+                      help='this process for --index-step add (default: SLURM or JAX process)')
+  parser.add_argument('--parts', type=int, default=None, help='processes adding parts')
   rest, overrides = cli.split_overrides(sys.argv[1:] if argv is None else argv)
   args = parser.parse_args(rest)
   workdir = pathlib.Path(args.workdir) if args.workdir else files.latest_run('runs')
@@ -44,9 +55,22 @@ def main(argv=None):
   from rfp.evaluation import results  # pylint: disable=g-import-not-at-top  (faiss)
   plan = results.plan(config, run, nafp=args.nafp, progress=not args.quiet)
   dim, seed = plan.inputs.reference.dim, config.eval.seed
+  if args.index_dir and not config.eval.synthetic:
+    raise InputError('--index-dir indexes the rows of eval.synthetic: set it to a sample.py folder')
   synthetic, synthetic_bounds, info = sample_folder.synthetic_rows(
       config.eval.synthetic, config.sample, workdir, dim, plan.synthetic_rows,
-      plan.synthetic_minimum, seed, progress=not args.quiet)
+      plan.synthetic_minimum, seed, progress=not args.quiet,
+      check=not args.index_step)  # Each index step reads only its own rows; the sweep checks all.
+  merged = None
+  if args.index_dir:
+    from rfp import index_parts  # pylint: disable=g-import-not-at-top  (faiss)
+    if args.index_step:
+      done = index_parts.run_step(args.index_step, args.index_dir, plan.inputs.reference,
+                                  synthetic.parts, plan.spec, seed, args.part, args.parts,
+                                  progress=not args.quiet)
+      print(f'index step {args.index_step}: wrote {done}')
+      return 0
+    merged = index_parts.open_merged(args.index_dir, plan.inputs.reference, synthetic.parts)
   tracks = None
   if plan.track_rows:  # A few synthetic tracks for the multi-segment queries' curve.
     track_cfg = config.sample.copy_and_resolve_references()
@@ -55,7 +79,7 @@ def main(argv=None):
                                           plan.track_rows, seed, progress=not args.quiet)
   figures, maps = results.evaluate_run(config, run, workdir, plan, synthetic, info,
                                        progress=not args.quiet, synthetic_bounds=synthetic_bounds,
-                                       tracks=tracks)
+                                       tracks=tracks, merged=merged)
   paths = report.write(out, figures, maps)
   t = figures['table3']
   if 'size_lo' in t:

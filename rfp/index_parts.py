@@ -253,3 +253,28 @@ class MergedIndex:
     """Approximate top-k ids `[q, k]` (-1 where fewer exist), in one faiss call."""
     _, ids = self.faiss_index.search(np.ascontiguousarray(q_qd, np.float32), k)
     return ids
+
+
+STEPS = ('train', 'add', 'merge')
+
+
+def run_step(step, folder, reference, shards, spec, seed, part=None, parts=None,
+             progress=False):
+  """One step of the recipe, as `evaluate.py --index-step` runs it: `train`
+  (once), `add` (this process's part, `which_part`) or `merge`; returns what
+  it wrote."""
+  if step == 'train':
+    train(folder, reference, shards, spec, np.random.default_rng([seed, 4]), progress=progress)
+    return pathlib.Path(folder) / TRAINED
+  if step == 'add':
+    return add_part(folder, reference, shards, *which_part(part, parts), progress=progress)
+  if step == 'merge':
+    return merge(folder, parts, progress=progress)
+  raise InputError(f'index step {step!r}: expected one of {", ".join(STEPS)}')
+
+
+def open_merged(folder, reference, shards):
+  """`MergedIndex` of `folder`, checked to hold exactly these references and shards."""
+  folder = pathlib.Path(folder)
+  _check_database(folder, read_trained(folder), reference, shards)
+  return MergedIndex(folder)

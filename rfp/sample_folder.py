@@ -217,15 +217,16 @@ def find(workdir, needed, minimum, seed, tracks=False):
   return workdir / f'{default.name}-{step}-{needed}-{seed}', None, None
 
 
-def synthetic_rows(folder, sample_cfg, workdir, dim, needed, minimum, seed, progress=True):
+def synthetic_rows(folder, sample_cfg, workdir, dim, needed, minimum, seed, progress=True,
+                   check=True):
   """An evaluation's synthetic rows as one row source, sampling them first if need be.
 
   `folder` names a folder of shards (`eval.synthetic`); otherwise `needed` rows come
   from the run's best checkpoint with the settings of `sample_cfg` (a
   `sample` config section: `sample.tracks` samples tracks), sampled into
   WORKDIR/samples unless a complete folder of at least `minimum` rows is
-  already there. Every row is checked for NaN/Inf (one pass). Returns (rows,
-  their track bounds or None for i.i.d. rows, info dict).
+  already there. Every row is checked for NaN/Inf (one pass) unless not
+  `check`. Returns (rows, their track bounds or None for i.i.d. rows, info dict).
   """
   sampled_now = False
   if folder:
@@ -247,7 +248,8 @@ def synthetic_rows(folder, sample_cfg, workdir, dim, needed, minimum, seed, prog
   rows = rows_lib.Stack([shard_rows(a) for a in shards])
   if rows.dim != dim:
     raise InputError(f'{folder}: synthetic rows have dimension {rows.dim}, the references {dim}')
-  rows_lib.check_files_finite(rows.parts, progress)
+  if check:
+    rows_lib.check_files_finite(rows.parts, progress)
   bounds = track_bounds(folder, manifest) if 'tracks' in manifest else None
   return rows, bounds, {'folder': str(folder), 'rows': rows.n, 'sampled_now': sampled_now,
                         'tracks': bounds is not None,

@@ -149,10 +149,12 @@ def plan(config, run, nafp=None, progress=False):
 
 
 def evaluate_run(config, run, workdir, the_plan, synthetic, synthetic_info, progress=True,
-                 synthetic_bounds=None, tracks=None):
+                 synthetic_bounds=None, tracks=None, merged=None):
   """Fidelity and scaling of the run in `workdir` with `synthetic` rows (a row source;
   `synthetic_bounds`: their track bounds when they are tracks) and, for the
-  track curve, `tracks`: (rows, bounds, info) of synthetic tracks.
+  track curve, `tracks`: (rows, bounds, info) of synthetic tracks; `merged`: an
+  index of the references and every synthetic row, built in parts
+  (`rfp.index_parts`), for the size that holds them all.
 
   Returns (results dict, 2-D embedding maps or None).
   """
@@ -166,7 +168,7 @@ def evaluate_run(config, run, workdir, the_plan, synthetic, synthetic_info, prog
                                     progress)
   t1 = time.perf_counter()
   curves, sweep_notes = scaling.sweep(inputs, synthetic, sizes, eval_cfg, spec, progress,
-                                      synthetic_bounds, tracks and tracks[:2])
+                                      synthetic_bounds, tracks and tracks[:2], merged)
   t2 = time.perf_counter()
   notes += sweep_notes
   clamped = sorted({(p['index']['nlist'], p['index']['train_rows'])

@@ -118,12 +118,14 @@ def sequence_hit_rates(best_start_q, gt_start_q, track_id_of_row, n_refs):
   return {key: rates[key] for key in ('hr1', 'near1', 'track1') if key in rates}
 
 
-def retrieval_point(inputs, distractors, spec, rng, bar=None, trained=None, bounds=None):
+def retrieval_point(inputs, distractors, spec, rng, bar=None, trained=None, bounds=None,
+                    built=None):
   """One database (references + `distractors`): hit rates, hardness and index settings.
 
   `trained` (a `retrieval.Index`) supplies the quantizers instead of training
-  on this database. With the distractors' track `bounds`, the multi-segment
-  queries too (`sequences` in the result).
+  on this database; `built` is an index of this very database already
+  (`rfp.index_parts`), which is only read. With the distractors' track
+  `bounds`, the multi-segment queries too (`sequences` in the result).
   """
   n_refs = inputs.reference.n
   db = rows_lib.Stack([inputs.reference, distractors])
@@ -138,7 +140,12 @@ def retrieval_point(inputs, distractors, spec, rng, bar=None, trained=None, boun
   t0 = time.perf_counter()
   if bar is not None and trained is None:
     bar.set_postfix_str('training the index')  # The bar stands still meanwhile.
-  index = retrieval.build_index(db, spec, rng, on_chunk=on_chunk, trained=trained)
+  if built is None:
+    index = retrieval.build_index(db, spec, rng, on_chunk=on_chunk, trained=trained)
+  else:
+    index = built
+    for start, x in db.chunks():  # The exact hardness pass the build would have made.
+      on_chunk(start, x)
   if bar is not None:
     bar.set_postfix_str('')
   t1 = time.perf_counter()
@@ -227,12 +234,14 @@ KINDS = ('real', 'synthetic', 'tracks', 'real2')  # Curves, in the order they ar
 
 
 def sweep(inputs, synthetic, plan, eval_cfg, spec, progress=True, synthetic_bounds=None,
-          tracks=None):
+          tracks=None, merged=None):
   """The sweep: one curve per distractor kind, one entry per size.
 
   `synthetic_bounds`: the synthetic rows' track bounds (when they are tracks),
   or None for i.i.d. rows; `tracks`: (rows, bounds) of synthetic tracks run at
-  `plan['tracks']` sizes beside them.
+  `plan['tracks']` sizes beside them; `merged`: an index of the references and
+  every synthetic row (`rfp.index_parts`), searched at that size instead of
+  building one.
   """
   sources = {'real': inputs.real, 'synthetic': synthetic, 'real2': inputs.real2,
              'tracks': tracks[0] if tracks else None}
@@ -274,7 +283,8 @@ def sweep(inputs, synthetic, plan, eval_cfg, spec, progress=True, synthetic_boun
               point['sequences'] = sequence_hardness(inputs, distractors, bounds)
           else:
             rng = np.random.default_rng([eval_cfg.seed, 3, kind_ids[kind], size, r])
-            point = retrieval_point(inputs, distractors, spec, rng, bar, trained, bounds)
+            whole = merged if kind == 'synthetic' and size == synthetic.n else None
+            point = retrieval_point(inputs, distractors, spec, rng, bar, trained, bounds, whole)
           if bounds is not None:
             bar.update(size)
           points.append(point)
