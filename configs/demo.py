@@ -26,4 +26,7 @@ def get_config():
   # demo: train one index on 50k references + real rows and reuse it.
   c.eval.index.train_rows = 50_000
   c.eval.index.shared_training = True
+  # Multi-segment queries at the real curve's sizes, for real, i.i.d. synthetic
+  # rows, synthetic tracks and the floor: 500 queries keep them to a few minutes.
+  c.eval.num_sequence_queries = 500
   return c
