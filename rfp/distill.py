@@ -8,13 +8,14 @@ loss on the fixed pairs (reflow, Liu et al. 2023), with times drawn
 uniformly for `train.distill_reflow_epochs` epochs, then only at the times
 the student's own Euler steps visit (distillation: for one step, t = 1 alone,
 where the loss is `|z - v(z, 1) - x|^2`). Its samples are one Euler step (or
-`train.distill_steps`) from plain noise: T is baked into the pairs, so the
-student's run samples at temperature 1.
+`train.distill_steps`) from noise: T is in the pairs already, and the
+student's own temperature is calibrated afterwards on a fine grid near 1
+(`TEMPERATURES`), against the teacher's probe gaps.
 
 The student's run folder is an ordinary run (config.json with the student's
 sample.steps and solver, stats.json, ckpt/{latest,best}, metrics.jsonl,
-calibration.json at temperature 1), so sample.py and evaluate.py use it
-unchanged, plus
+calibration.json with the student's temperature), so sample.py and
+evaluate.py use it unchanged, plus
 
     WORKDIR/distill.json        the teacher: folder, checkpoint step, solver, steps, temperature
     WORKDIR/pairs/pairs-NNNNN.npy   the teacher's rows (normalised, float32) of one chunk of noise
@@ -136,17 +137,9 @@ def _teacher(config):
 
 
 def _student_config(config, teacher_run):
-  """The student's config: the teacher's data and model (it starts from the
-  teacher's weights and statistics), the given train section, and sampling
-  with the student's Euler steps at temperature 1 (`calibration.json`)."""
-  for section in ('data', 'model'):
-    given, taught = config[section].to_dict(), teacher_run[section].to_dict()
-    changed = [k for k in given if given[k] is not None and given[k] != taught.get(k)]
-    if changed:
-      k = changed[0]
-      raise InputError(f'{config.train.distill_from}: the teacher has {section}.{k}='
-                       f'{taught.get(k)!r} but the config sets {given[k]!r}; the student copies '
-                       f'the teacher\'s {section} section (drop --config.{section}.{k})')
+  """The student's config: the teacher's data and model sections whatever
+  `config` says (the student starts from the teacher's weights and statistics),
+  the given train section, and sampling with the student's Euler steps."""
   student = config.copy_and_resolve_references()
   student.data, student.model = teacher_run.data, teacher_run.model
   student.sample.solver, student.sample.steps = SOLVER, config.train.distill_steps
@@ -224,7 +217,8 @@ def distill_and_evaluate(config, workdir, stop_after=None, progress=True):
   steps_per_epoch = cfg.distill_pairs // cfg.batch_size
   total_steps = cfg.epochs * steps_per_epoch
   optimizer, schedule = training.make_optimizer(cfg, total_steps)
-  state = {'step': jnp.array(0, jnp.int32), 'params': teacher_params,
+  # A copy: the step donates the state, and the teacher's buffers must survive it.
+  state = {'step': jnp.array(0, jnp.int32), 'params': jax.tree.map(jnp.copy, teacher_params),
            'opt_state': optimizer.init(teacher_params)}
   latest, best = checkpoint.managers(workdir)
   restored, meta = checkpoint.restore(latest, state)

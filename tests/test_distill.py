@@ -70,8 +70,6 @@ def test_one_step_student_lands_on_the_mixture(student_run):
   assert np.abs(student_share - teacher_share).max() < 0.03, (student_share, teacher_share)
   # Moments and marginals: the teacher's (which a Gaussian's FD would not tell apart).
   assert metrics.frechet_distance(student, taught) < 0.02
-  assert metrics.frechet_distance(student, held_out) < 1.2 * metrics.frechet_distance(taught,
-                                                                                       held_out)
   q = np.linspace(0.05, 0.95, 7)
   np.testing.assert_allclose(np.quantile(student, q, axis=0), np.quantile(taught, q, axis=0),
                              atol=0.08)
@@ -99,7 +97,12 @@ def test_run_folder_is_an_ordinary_run_of_one_step(student_run):
   teacher_cal = json.loads((teacher / 'calibration.json').read_text())
   assert source['temperature'] == teacher_cal['temperature']
   assert source['step'] == files.checkpoint_step(teacher, 'best')
-  assert json.loads((workdir / 'calibration.json').read_text())['temperature'] == 1.0
+  saved = json.loads((workdir / 'calibration.json').read_text())
+  assert saved['step'] == files.checkpoint_step(workdir, 'best')
+  assert saved['temperature'] in distill.TEMPERATURES and saved['gaps_relative_to'] == 'teacher'
+  # The chosen temperature brings the student's probe gaps closest to the teacher's.
+  off = {float(t): np.mean(np.abs(list(g.values()))) for t, g in saved['gaps'].items()}
+  assert off[saved['temperature']] == min(off.values())
 
 
 def test_sample_py_samples_the_student_with_one_evaluation(student_run, tmp_path):
@@ -108,12 +111,14 @@ def test_sample_py_samples_the_student_with_one_evaluation(student_run, tmp_path
   subprocess.run([sys.executable, 'sample.py', '--workdir', str(workdir), '--n', '1500',
                   '--out', str(out), '--quiet'], cwd=ROOT, env=SCRIPT_ENV, check=True)
   manifest = json.loads((out / 'manifest.json').read_text())
+  temperature = json.loads((workdir / 'calibration.json').read_text())['temperature']
   assert (manifest['solver'], manifest['steps'], manifest['network_evaluations'],
-          manifest['temperature']) == ('euler', 1, 1, 1.0)
+          manifest['temperature']) == ('euler', 1, 1, temperature)
   config, params, stats, _ = checkpoint.load_run(workdir)
   mesh = sharding.data_mesh()
   generate = sampling.make_generator(model_lib.from_config(config.model), 1, 'euler', mesh,
-                                     stats=stats, sphere=manifest['sphere'])
+                                     stats=stats, sphere=manifest['sphere'],
+                                     temperature=temperature)
   expected = sampling.generate_rows(generate, params, 0, 0, 1500, config.model.dim, 500, mesh)
   np.testing.assert_allclose(np.load(out / 'shard-00000.npy'), expected, atol=2e-3)
 
@@ -137,13 +142,16 @@ def test_interrupted_run_resumes_to_the_same_student(student_run, tmp_path):
                                 np.load(workdir / 'pairs' / 'pairs-00000.npy'))
 
 
-def test_refuses_a_model_other_than_the_teachers(trained_run, tmp_path):
-  config = student_config(trained_run[0], **{'model.width': 64})
-  with pytest.raises(InputError, match='model.width'):
-    distill.distill_and_evaluate(config, tmp_path / 'run', progress=False)
-
-
 def test_refuses_a_missing_teacher(trained_run, tmp_path):
   config = student_config(trained_run[0], **{'train.distill_from': str(tmp_path / 'nowhere')})
   with pytest.raises(InputError, match='nowhere'):
+    distill.distill_and_evaluate(config, tmp_path / 'run', progress=False)
+
+
+@pytest.mark.parametrize('item', ['train.distill_steps=0', 'train.distill_reflow_epochs=99',
+                                  'train.distill_pairs=100'])
+def test_refuses_bad_settings(trained_run, tmp_path, item):
+  config = student_config(trained_run[0])
+  cli.apply_override(config, item)
+  with pytest.raises(InputError, match=item.split('=')[0]):
     distill.distill_and_evaluate(config, tmp_path / 'run', progress=False)
