@@ -72,7 +72,8 @@ def own_sampler(workdir, seed, batch_size, mesh):
   def rows(start, n):
     calls = (generate(params, noise(seed, np.int32(0), np.int32(s)))
              for s in range(start, start + n, batch))
-    return np.concatenate([np.asarray(x) for x in sampling.lookahead(calls, sampling.LOOKAHEAD)])[:n]
+    out = [np.asarray(x) for x in sampling.lookahead(calls, sampling.LOOKAHEAD)]
+    return np.concatenate(out)[:n]
 
   rows(0, batch)  # Compiles.
   return rows, sample.steps * flow.evaluations_per_step(sample.solver)
@@ -114,7 +115,8 @@ def distilled_table(teacher, students, fd, the_inputs, seed, batch_size, timed_r
         ' | '.join(f'hardness % at {s:,}' for s in sizes) + ' |')
   print('|---' * (5 + len(sizes)) + '|')
   real = hardness_curve(the_inputs, the_inputs.real.read(0, pool), sizes)
-  print('| real pool | – | – | – | – | ' + ' | '.join(f'{100 * real[s]:.2f}' for s in sizes) + ' |')
+  print('| real pool | – | – | – | – | ' +
+        ' | '.join(f'{100 * real[s]:.2f}' for s in sizes) + ' |')
   for workdir, (rows_fn, nfe), r in zip(runs, samplers, rate):
     rows = rows_fn(0, pool)
     curve = hardness_curve(the_inputs, rows, sizes)
@@ -181,8 +183,9 @@ def main():
     fd_of = lambda x: fd(x[:len(real)])
     the_inputs = inputs_lib.open_inputs(cli.run_config(files.read_config(args.workdir)).eval,
                                         files.read_config(args.workdir))
-    distilled_table(pathlib.Path(args.workdir), [pathlib.Path(p) for p in args.distilled.split(',')],
-                    fd_of, the_inputs, args.seed, args.batch_size, args.timed_rows, mesh)
+    students = [pathlib.Path(p) for p in args.distilled.split(',')]
+    distilled_table(pathlib.Path(args.workdir), students, fd_of, the_inputs, args.seed,
+                    args.batch_size, args.timed_rows, mesh)
 
 
 if __name__ == '__main__':
