@@ -114,6 +114,7 @@ def test_sample_py_samples_the_student_with_one_evaluation(student_run, tmp_path
   temperature = json.loads((workdir / 'calibration.json').read_text())['temperature']
   assert (manifest['solver'], manifest['steps'], manifest['network_evaluations'],
           manifest['temperature']) == ('euler', 1, 1, temperature)
+  assert manifest['distilled_from'] == json.loads((workdir / distill.FILE).read_text())
   config, params, stats, _ = checkpoint.load_run(workdir)
   mesh = sharding.data_mesh()
   generate = sampling.make_generator(model_lib.from_config(config.model), 1, 'euler', mesh,
