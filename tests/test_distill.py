@@ -11,7 +11,7 @@ import pytest
 
 from rfp import checkpoint, cli, distill, files, metrics, model as model_lib, sampling, sharding
 from rfp.errors import InputError
-from conftest import ROOT, SCRIPT_ENV, mixture, tiny_config
+from conftest import ROOT, SCRIPT_ENV, config_flags, mixture, tiny_config, tiny_items
 
 # One-step distillation, 32 steps per epoch.
 STUDENT = {'train.distill_pairs': 8192, 'train.epochs': 12, 'train.batch_size': 256,
@@ -27,11 +27,11 @@ def student_config(teacher_dir, **overrides):
 
 @pytest.fixture(scope='module')
 def student_run(trained_run, tmp_path_factory):
-  """(student workdir, teacher workdir, train rows, centres, distill result)."""
+  """(student workdir, teacher workdir, train rows, centres)."""
   teacher, x, centres = trained_run
   workdir = tmp_path_factory.mktemp('student') / 'run'
-  result = distill.distill_and_evaluate(student_config(teacher), workdir, progress=False)
-  return workdir, teacher, x, centres, result
+  distill.distill_and_evaluate(student_config(teacher), workdir, progress=False)
+  return workdir, teacher, x, centres
 
 
 def _samples(workdir, n=2000, seed=7):
@@ -48,7 +48,7 @@ def _samples(workdir, n=2000, seed=7):
 
 
 def test_one_step_student_lands_on_the_mixture(student_run):
-  workdir, teacher, x_train, centres, _ = student_run
+  workdir, teacher, x_train, centres = student_run
   student, taught = _samples(workdir), _samples(teacher)
   held_out, _ = mixture(2000, seed=1)
   gaussian = np.random.default_rng(0).multivariate_normal(*metrics.moments(x_train), 2000)
@@ -141,6 +141,17 @@ def test_interrupted_run_resumes_to_the_same_student(student_run, tmp_path):
   # The same pairs as the longer run's: one teacher, one noise.
   np.testing.assert_array_equal(np.load(cut / 'pairs' / 'pairs-00000.npy'),
                                 np.load(workdir / 'pairs' / 'pairs-00000.npy'))
+
+
+def test_train_py_distils_when_given_a_teacher(trained_run, tmp_path):
+  teacher = trained_run[0]
+  items = {**tiny_items(files.read_config(teacher)['data']['train']), **STUDENT,
+           'train.distill_from': str(teacher)}
+  subprocess.run([sys.executable, 'train.py', '--workdir', str(tmp_path / 'run'), '--quiet',
+                  '--stop-after', '5', *config_flags(items)],
+                 cwd=ROOT, env=SCRIPT_ENV, check=True, capture_output=True)
+  assert files.checkpoint_step(tmp_path / 'run', 'latest') == 5
+  assert (tmp_path / 'run' / distill.FILE).exists()
 
 
 def test_refuses_a_missing_teacher(trained_run, tmp_path):
