@@ -55,6 +55,12 @@ def get_config():
       time_dist='uniform',  # Training time steps: 'uniform' (paper) or 'logit_normal'.
       ema_decay=0.0,  # > 0: sample an exponential moving average of the weights.
       log_every=50, checkpoint_every=2_000,
+      # Distillation (rfp/distill.py): a run folder here makes train.py distil
+      # its best checkpoint into a sampler of `distill_steps` Euler steps.
+      distill_from=config_dict.placeholder(str),
+      distill_pairs=262_144,  # (noise, teacher row) pairs; one epoch is one pass over them.
+      distill_steps=1,  # The student's network evaluations per row.
+      distill_reflow_epochs=0,  # Epochs with uniform times (reflow) before the student's own.
   ))
 
   # Sampling (sample.py, and evaluate.py when it samples its own rows).

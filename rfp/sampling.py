@@ -247,6 +247,9 @@ def write_samples(workdir, folder, sample_cfg, progress=True, devices=None):
       'network_evaluations': steps * flow.evaluations_per_step(solver),
       'matmul_dtype': model_cfg.dtype,
       'temperature': calibration.temperature(sample_cfg, workdir, meta['step']),
+      # A distilled run (rfp/distill.py): its teacher, whose temperature is in the student.
+      'distilled_from': (files.read_json(workdir / 'distill.json')
+                         if (workdir / 'distill.json').exists() else None),
       'sphere': resolve_sphere(sample_cfg.sphere, files.read_summary(workdir)),
       'batch_size': int(sample_cfg.batch_size),
       'noise': {'rng': RNG_IMPL, 'block_rows': BLOCK_ROWS,

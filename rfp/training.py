@@ -36,7 +36,7 @@ from rfp.evaluation import hardness
 # would silently mix two different runs. `train.epochs` may grow (`_check_workdir`).
 _RUN_IDENTITY = ('data', 'model', 'train.batch_size', 'train.seed',
                  'train.lr', 'train.lr_end', 'train.warmup_steps', 'train.select',
-                 'train.time_dist', 'train.ema_decay')
+                 'train.time_dist', 'train.ema_decay', 'train.distill_from')
 SELECT = ('probe', 'fd')
 
 

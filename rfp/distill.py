@@ -1,0 +1,342 @@
+"""Distilling a trained run into a sampler of one or two network evaluations.
+
+The teacher is a finished run sampled as `sample.py` samples it (its solver,
+steps and calibrated temperature T): it maps noise z to a row
+x = teacher(T z). The student is a copy of the teacher's network that learns
+the straight path between the two ends of each such pair: the rectified-flow
+loss on the fixed pairs (reflow, Liu et al. 2023), with times drawn
+uniformly for `train.distill_reflow_epochs` epochs, then only at the times
+the student's own Euler steps visit (distillation: for one step, t = 1 alone,
+where the loss is `|z - v(z, 1) - x|^2`). Its samples are one Euler step (or
+`train.distill_steps`) from noise: T is in the pairs already, and the
+student's own temperature is calibrated afterwards on a fine grid near 1
+(`TEMPERATURES`), against the teacher's probe gaps.
+
+The student's run folder is an ordinary run (config.json with the student's
+sample.steps and solver, stats.json, ckpt/{latest,best}, metrics.jsonl,
+calibration.json with the student's temperature), so sample.py and
+evaluate.py use it unchanged, plus
+
+    WORKDIR/distill.json        the teacher: folder, checkpoint step, solver, steps, temperature
+    WORKDIR/pairs/pairs-NNNNN.npy   the teacher's rows (normalised, float32) of one chunk of noise
+
+The noise of chunk c is that of shard `PAIR_SHARDS + c` of `train.seed` as
+`rfp.sampling` draws it, far from any shard sample.py writes, so neither the
+validation rows (shard 0) nor later samples reuse the noise the student
+learned from. Chunks are written atomically and kept, so an interrupted run
+regenerates only the missing ones; training resumes like `rfp.training`.
+
+Each epoch ends by sampling the validation rows with the student and with the
+teacher from the same noise (shard 0, as training does) and comparing them
+with the query-free probe gaps of `rfp.evaluation.hardness`: the `best`
+checkpoint is the one whose gaps are closest to the teacher's.
+"""
+
+import json
+import os
+import pathlib
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from tqdm import tqdm
+
+from rfp import (calibration, checkpoint, data, files, flow, model as model_lib, sampling,
+                 sharding, training)
+from rfp.errors import InputError
+from rfp.evaluation import hardness
+
+FILE = 'distill.json'
+CHUNK_ROWS = 16_384  # Pairs per file: a multiple of `sampling.BLOCK_ROWS`.
+PAIR_SHARDS = 1 << 30  # Shard id of chunk 0's noise (sample.py's shards count from 0).
+SOLVER = 'euler'  # The student's: on straight paths every solver step is the same.
+# The student's own noise scale, chosen like the teacher's (`rfp.calibration`)
+# but against the teacher's probe gaps: its rows are a little blurred, and a
+# temperature a little below 1 sharpens them as it does the teacher's.
+TEMPERATURES = (1.0, 0.975, 0.95, 0.925, 0.9, 0.875, 0.85)
+# The student's own settings: resuming with any of them changed would mix two runs.
+_RUN_IDENTITY = ('train.distill_from', 'train.distill_pairs', 'train.distill_steps',
+                 'train.distill_reflow_epochs', 'train.batch_size', 'train.seed', 'train.lr',
+                 'train.lr_end', 'train.warmup_steps')
+
+
+def loss(v_fn, z_bd, x_bd, t_b):
+  """Rectified-flow loss on fixed pairs: v(x_t, t) against z - x at x_t = t z + (1-t) x."""
+  v_bd = v_fn(flow.interpolate(x_bd, z_bd, t_b), t_b)
+  return jnp.mean((v_bd - (z_bd - x_bd))**2)
+
+
+def sample_times(key, n, steps, reflow):
+  """Training times: uniform in [0, 1) (reflow), else the starts of the
+  student's `steps` Euler steps, 1, 1 - 1/steps, ..., 1/steps, equally often."""
+  if reflow:
+    return jax.random.uniform(key, (n,))
+  return 1.0 - jax.random.randint(key, (n,), 0, steps) / steps
+
+
+def train_step(model, optimizer, state, z_bd, x_bd, key, steps, reflow):
+  """One optimiser step of the student on a batch of pairs; returns (state, metrics)."""
+  t_b = sample_times(key, x_bd.shape[0], steps, reflow)
+
+  def loss_fn(params):
+    return loss(lambda x, t: model.apply(params, x, t), z_bd, x_bd, t_b)
+
+  value, grads = jax.value_and_grad(loss_fn)(state['params'])
+  updates, opt_state = optimizer.update(grads, state['opt_state'], state['params'])
+  return ({'step': state['step'] + 1, 'params': optax.apply_updates(state['params'], updates),
+           'opt_state': opt_state}, {'loss': value})
+
+
+def noise_rows(seed, shard, n, dim, batch_size, mesh):
+  """Rows [0, n) of a shard's noise, as `sampling.generate_rows` draws them."""
+  noise = sampling.make_noise(dim, batch_size, mesh)
+  return np.concatenate([jax.device_get(noise(np.uint32(seed), np.int32(shard), np.int32(s)))
+                         for s in range(0, n, batch_size)])[:n]
+
+
+def chunk_sizes(pairs):
+  return [min(CHUNK_ROWS, pairs - start) for start in range(0, pairs, CHUNK_ROWS)]
+
+
+def chunk_path(workdir, c):
+  return pathlib.Path(workdir) / 'pairs' / f'pairs-{c:05d}.npy'
+
+
+def make_pairs(workdir, teacher_generate, teacher_params, seed, pairs, dim, batch_size, mesh,
+               progress=True):
+  """(z, x): `pairs` rows of noise and the teacher's rows from them (normalised space).
+
+  The teacher's rows are cached chunk by chunk in WORKDIR/pairs; the noise is
+  drawn again from its keys.
+  """
+  sizes = chunk_sizes(pairs)
+  (pathlib.Path(workdir) / 'pairs').mkdir(parents=True, exist_ok=True)
+  z, x = [], []
+  for c in tqdm(range(len(sizes)), desc='teacher pairs', unit='chunk', disable=not progress):
+    path = chunk_path(workdir, c)
+    if not path.exists():
+      rows = sampling.generate_rows(teacher_generate, teacher_params, seed, PAIR_SHARDS + c,
+                                    sizes[c], dim, batch_size, mesh)
+      tmp = path.with_name(path.name + '.tmp')
+      with open(tmp, 'wb') as f:
+        np.save(f, rows.astype(np.float32))
+      os.replace(tmp, path)
+    x.append(np.load(path))
+    z.append(noise_rows(seed, PAIR_SHARDS + c, sizes[c], dim, batch_size, mesh))
+  return np.concatenate(z), np.concatenate(x)
+
+
+def _teacher(config):
+  """(teacher run folder, its config, params, stats, meta, temperature)."""
+  folder = pathlib.Path(config.train.distill_from)
+  run, params, stats, meta = checkpoint.load_run(folder, 'best')
+  temperature = calibration.temperature(run.sample, folder, meta['step'])
+  return folder, run, params, stats, meta, temperature
+
+
+def _student_config(config, teacher_run):
+  """The student's config: the teacher's data and model sections whatever
+  `config` says (the student starts from the teacher's weights and statistics),
+  the given train section, and sampling with the student's Euler steps."""
+  student = config.copy_and_resolve_references()
+  student.data, student.model = teacher_run.data, teacher_run.model
+  student.sample.solver, student.sample.steps = SOLVER, config.train.distill_steps
+  student.sample.temperature = None
+  return student
+
+
+def _check_config(cfg):
+  for name in ('distill_pairs', 'distill_steps'):
+    value = cfg[name]
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+      raise InputError(f'train.{name}={value!r}: expected a positive integer')
+  reflow = cfg.distill_reflow_epochs
+  if isinstance(reflow, bool) or not isinstance(reflow, int) or not 0 <= reflow <= cfg.epochs:
+    raise InputError(f'train.distill_reflow_epochs={reflow!r}: expected an integer from 0 to '
+                     f'train.epochs={cfg.epochs}')
+  if cfg.distill_pairs < cfg.batch_size:
+    raise InputError(f'train.distill_pairs={cfg.distill_pairs} is fewer than one batch of '
+                     f'train.batch_size={cfg.batch_size}')
+
+
+def _start_run(config, workdir, teacher):
+  """Writes (or checks, when resuming) the student's config.json, stats.json and distill.json."""
+  folder, run, _, _, meta, temperature = teacher
+  path = workdir / 'config.json'
+  new = json.loads(config.to_json())
+  if path.exists():
+    old = files.read_json(path)
+    files.check_same_settings(workdir, old, new, _RUN_IDENTITY, 'a distilled run', '--workdir')
+    if config.train.epochs < old['train']['epochs']:
+      raise InputError(f'{workdir}: holds a run of {old["train"]["epochs"]} epochs; '
+                       f'train.epochs can grow but not shrink to {config.train.epochs}')
+  source = {'workdir': str(folder.absolute()), 'step': meta['step'],
+            'solver': run.sample.solver, 'steps': run.sample.steps,
+            'network_evaluations': run.sample.steps * flow.evaluations_per_step(run.sample.solver),
+            'temperature': temperature}
+  distill_path = workdir / FILE
+  if distill_path.exists() and files.read_json(distill_path) != source:
+    raise InputError(f'{distill_path}: the run was distilled from another teacher checkpoint or '
+                     f'settings ({files.read_json(distill_path)}); use another --workdir')
+  workdir.mkdir(parents=True, exist_ok=True)
+  files.write_json(path, new)
+  files.write_json(workdir / 'stats.json', files.read_json(folder / 'stats.json'))
+  files.write_json(distill_path, source)
+  return source
+
+
+def distill_and_evaluate(config, workdir, stop_after=None, progress=True):
+  """Distils the run `config.train.distill_from` into a student in `workdir`
+  (or resumes it); returns the final log record, as `training.train_and_evaluate`."""
+  workdir = pathlib.Path(workdir)
+  _check_config(config.train)
+  teacher = _teacher(config)
+  folder, teacher_run, teacher_params, stats, _, temperature = teacher
+  config = _student_config(config, teacher_run)
+  cfg, dim = config.train, config.model.dim
+  model = model_lib.from_config(config.model)
+  pair_bytes = cfg.distill_pairs * dim * 4
+  missing = sum(files.checkpoint_step(workdir, w) is None for w in ('latest', 'best'))
+  files.check_output(workdir, pair_bytes + (missing + 1) * training._state_bytes(model, config),
+                     what='pairs and checkpoints')
+  source = _start_run(config, workdir, teacher)
+
+  mesh = sharding.data_mesh()
+  if cfg.batch_size % mesh.devices.size:
+    raise InputError(f'train.batch_size={cfg.batch_size} is not a multiple of the '
+                     f'{mesh.devices.size} devices')
+  batch = sharding.round_up(config.sample.batch_size, mesh)
+  teacher_generate = sampling.make_generator(model, teacher_run.sample.steps,
+                                             teacher_run.sample.solver, mesh,
+                                             temperature=temperature)
+  z_nd, x_nd = make_pairs(workdir, teacher_generate, teacher_params, cfg.seed, cfg.distill_pairs,
+                          dim, batch, mesh, progress)
+
+  steps_per_epoch = cfg.distill_pairs // cfg.batch_size
+  total_steps = cfg.epochs * steps_per_epoch
+  optimizer, schedule = training.make_optimizer(cfg, total_steps)
+  # A copy: the step donates the state, and the teacher's buffers must survive it.
+  state = {'step': jnp.array(0, jnp.int32), 'params': jax.tree.map(jnp.copy, teacher_params),
+           'opt_state': optimizer.init(teacher_params)}
+  latest, best = checkpoint.managers(workdir)
+  restored, meta = checkpoint.restore(latest, state)
+  state = sharding.put_replicated(restored if restored is not None else state, mesh)
+  meta = meta or {'best_score': None, 'best_step': None}
+  epoch_loss = tuple(meta.pop('epoch_loss', (0.0, 0)))
+  step = int(state['step'])
+  log_path = workdir / 'metrics.jsonl'
+  training._truncate_log(log_path, step)
+
+  step_fns = {reflow: jax.jit(
+      lambda s, z, x, k, reflow=reflow: train_step(model, optimizer, s, z, x, k,
+                                                   cfg.distill_steps, reflow),
+      donate_argnums=0) for reflow in (False, True)}
+  generate = sampling.make_generator(model, cfg.distill_steps, SOLVER, mesh)
+  emb = data.open_embeddings(config.data.train)
+  val_rows = data.split_rows(emb.n, config.data.val_fraction, config.data.val_max, cfg.seed,
+                             config.data.val_block_rows)
+  probes, real = training._probe_sets(config, emb, val_rows)
+  n_val = min(len(val_rows), cfg.val_samples)
+  probe_sizes = sorted({max(1, min(n_val, len(real)) // 10), min(n_val, len(real))})
+  sphere = sampling.resolve_sphere(config.sample.sphere, files.read_summary(workdir))
+
+  def val_rows_of(generate_fn, params):
+    # Shard 0 of the training seed, as `rfp.training` validates: held-out noise.
+    return sampling.generate_rows(generate_fn, params, cfg.seed, 0, n_val, dim, batch, mesh)
+
+  def embedded(x):
+    x = stats.denormalize(x)
+    return x / np.linalg.norm(x, axis=1, keepdims=True) if sphere else x
+
+  teacher_val = val_rows_of(teacher_generate, teacher_params)
+  teacher_gaps = hardness.probe_gaps(probes, real, embedded(teacher_val), probe_sizes)
+
+  def validate(params):
+    """(pair MSE on held-out noise, probe gaps, distance to the teacher's gaps)."""
+    x = val_rows_of(generate, params)
+    gaps = hardness.probe_gaps(probes, real, embedded(x), probe_sizes)
+    score = float(np.mean([abs(gaps[n] - teacher_gaps[n]) for n in probe_sizes]))
+    return float(np.mean((x - teacher_val)**2)), gaps, score
+
+  end = total_steps if stop_after is None else min(stop_after, total_steps)
+  records = [json.loads(l) for l in log_path.read_text().splitlines()] if log_path.exists() else []
+  logged_step = records[-1]['step'] if records else 0
+  step_keys = jax.random.fold_in(jax.random.key(cfg.seed), 3)
+  losses, t0, steps0 = [], time.perf_counter(), step
+  bar = tqdm(total=total_steps, initial=step, desc='distill', unit='step', dynamic_ncols=True,
+             mininterval=0.5, disable=not progress)
+  with training._Interrupt() as interrupt:
+    while True:
+      if step % steps_per_epoch == 0 and step > logged_step:
+        elapsed = time.perf_counter() - t0
+        epoch = step // steps_per_epoch
+        mse, gaps, score = validate(state['params'])
+        loss_sum, loss_count = training._add_losses(epoch_loss, losses)
+        record = {'epoch': epoch, 'step': step, 'epochs': cfg.epochs,
+                  'phase': 'reflow' if epoch <= cfg.distill_reflow_epochs else 'distill',
+                  'loss': loss_sum / loss_count if loss_count else None, 'val_pair_mse': mse,
+                  'val_probe_gaps': {str(n): g for n, g in gaps.items()},
+                  'teacher_probe_gaps': {str(n): g for n, g in teacher_gaps.items()},
+                  'val_teacher_gap': score, 'lr': float(schedule(step)),
+                  'steps_per_s': (step - steps0) / elapsed if step > steps0 else None}
+        if meta['best_score'] is None or score < meta['best_score']:
+          meta = {'best_score': score, 'select': 'teacher', 'best_step': step,
+                  'best_epoch': epoch}
+          checkpoint.save(best, state, {**meta, 'epoch': epoch,
+                                        'val_probe_gaps': record['val_probe_gaps']})
+        checkpoint.save(latest, state, {**meta, 'epoch_loss': (0.0, 0)})
+        with open(log_path, 'a') as f:
+          f.write(json.dumps(record) + '\n')
+        records.append(record)
+        logged_step = step
+        bar.write(f'epoch {epoch}/{cfg.epochs}  loss {record["loss"] or float("nan"):.4f}  '
+                  f'pair MSE {mse:.4f}  probe gaps '
+                  f'{" ".join(f"{g:+.4f}" for g in gaps.values())} (teacher '
+                  f'{" ".join(f"{g:+.4f}" for g in teacher_gaps.values())})  '
+                  f'best epoch {meta["best_epoch"]}')
+        epoch_loss, losses, t0, steps0 = (0.0, 0), [], time.perf_counter(), step
+      if step >= end:
+        break
+      epoch = step // steps_per_epoch
+      step_fn = step_fns[epoch < cfg.distill_reflow_epochs]
+      perm = np.random.default_rng([cfg.seed, epoch]).permutation(cfg.distill_pairs)
+      for i in range(step % steps_per_epoch, steps_per_epoch):
+        rows = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+        state, m = step_fn(state, sharding.put_batch(z_nd[rows], mesh),
+                           sharding.put_batch(x_nd[rows], mesh),
+                           jax.random.fold_in(step_keys, step))
+        losses.append(m['loss'])
+        step += 1
+        bar.update(1)
+        if interrupt.requested or step == end or step % cfg.checkpoint_every == 0:
+          epoch_loss, losses = training._add_losses(epoch_loss, losses), []
+          checkpoint.save(latest, state, {**meta, 'epoch_loss': epoch_loss})
+        if interrupt.requested:
+          bar.close()
+          raise KeyboardInterrupt
+        if step == end:
+          break
+  bar.close()
+  saved = calibration.read(workdir)
+  if step == total_steps and (saved is None or saved['step'] != meta['best_step']):
+    best_state, _ = checkpoint.restore(best, state)
+
+    def gaps_to_teacher(temperature):
+      generate_t = sampling.make_generator(model, cfg.distill_steps, SOLVER, mesh,
+                                           temperature=temperature)
+      gaps = hardness.probe_gaps(probes, real, embedded(val_rows_of(generate_t,
+                                                                    best_state['params'])),
+                                 probe_sizes)
+      return {n: gaps[n] - teacher_gaps[n] for n in probe_sizes}
+
+    saved = {**calibration.calibrate(gaps_to_teacher, meta['best_step'], TEMPERATURES),
+             'gaps_relative_to': 'teacher',
+             'teacher_gaps': {str(n): g for n, g in teacher_gaps.items()}}
+    files.write_json(workdir / calibration.FILE, saved)
+    if progress:
+      print(f'sampling temperature {saved["temperature"]:g} (probe gaps closest to the '
+            f'teacher\'s, {workdir / calibration.FILE})')
+  return {'step': step, 'total_steps': total_steps, 'records': records, **meta,
+          'temperature': saved and saved['temperature'], 'teacher': source}
