@@ -199,7 +199,7 @@ def distill_and_evaluate(config, workdir, stop_after=None, progress=True):
   model = model_lib.from_config(config.model)
   pair_bytes = cfg.distill_pairs * dim * 4
   missing = sum(files.checkpoint_step(workdir, w) is None for w in ('latest', 'best'))
-  files.check_output(workdir, pair_bytes + (missing + 1) * training._state_bytes(model, config),
+  files.check_output(workdir, pair_bytes + (missing + 1) * training.state_bytes(model, config),
                      what='pairs and checkpoints')
   source = _start_run(config, workdir, teacher)
 
@@ -227,7 +227,7 @@ def distill_and_evaluate(config, workdir, stop_after=None, progress=True):
   epoch_loss = tuple(meta.pop('epoch_loss', (0.0, 0)))
   step = int(state['step'])
   log_path = workdir / 'metrics.jsonl'
-  training._truncate_log(log_path, step)
+  training.truncate_log(log_path, step)
 
   step_fns = {reflow: jax.jit(
       lambda s, z, x, k, reflow=reflow: train_step(model, optimizer, s, z, x, k,
@@ -237,7 +237,7 @@ def distill_and_evaluate(config, workdir, stop_after=None, progress=True):
   emb = data.open_embeddings(config.data.train)
   val_rows = data.split_rows(emb.n, config.data.val_fraction, config.data.val_max, cfg.seed,
                              config.data.val_block_rows)
-  probes, real = training._probe_sets(config, emb, val_rows)
+  probes, real = training.probe_sets(config, emb, val_rows)
   n_val = min(len(val_rows), cfg.val_samples)
   probe_sizes = sorted({max(1, min(n_val, len(real)) // 10), min(n_val, len(real))})
   sphere = sampling.resolve_sphere(config.sample.sphere, files.read_summary(workdir))
@@ -267,13 +267,13 @@ def distill_and_evaluate(config, workdir, stop_after=None, progress=True):
   losses, t0, steps0 = [], time.perf_counter(), step
   bar = tqdm(total=total_steps, initial=step, desc='distill', unit='step', dynamic_ncols=True,
              mininterval=0.5, disable=not progress)
-  with training._Interrupt() as interrupt:
+  with training.Interrupt() as interrupt:
     while True:
       if step % steps_per_epoch == 0 and step > logged_step:
         elapsed = time.perf_counter() - t0
         epoch = step // steps_per_epoch
         mse, gaps, score = validate(state['params'])
-        loss_sum, loss_count = training._add_losses(epoch_loss, losses)
+        loss_sum, loss_count = training.add_losses(epoch_loss, losses)
         record = {'epoch': epoch, 'step': step, 'epochs': cfg.epochs,
                   'phase': 'reflow' if epoch <= cfg.distill_reflow_epochs else 'distill',
                   'loss': loss_sum / loss_count if loss_count else None, 'val_pair_mse': mse,
@@ -311,7 +311,7 @@ def distill_and_evaluate(config, workdir, stop_after=None, progress=True):
         step += 1
         bar.update(1)
         if interrupt.requested or step == end or step % cfg.checkpoint_every == 0:
-          epoch_loss, losses = training._add_losses(epoch_loss, losses), []
+          epoch_loss, losses = training.add_losses(epoch_loss, losses), []
           checkpoint.save(latest, state, {**meta, 'epoch_loss': epoch_loss})
         if interrupt.requested:
           bar.close()

@@ -110,7 +110,7 @@ def _with_data_dim(config, emb):
   return config
 
 
-def _state_bytes(model, config):
+def state_bytes(model, config):
   """Bytes of one saved training state, from its shapes alone (no compute)."""
   optimizer, _ = make_optimizer(config.train, 1)  # The schedule does not change the shapes.
   shapes = jax.eval_shape(lambda: init_state(model, optimizer, jax.random.key(0), config.model.dim,
@@ -118,7 +118,7 @@ def _state_bytes(model, config):
   return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(shapes))
 
 
-def _add_losses(epoch_loss, pending):
+def add_losses(epoch_loss, pending):
   """(sum, count) of an epoch's losses with the device scalars `pending` added.
 
   Summed in float64, which is exact for float32 losses, so an epoch resumed
@@ -128,7 +128,7 @@ def _add_losses(epoch_loss, pending):
   return epoch_loss[0] + float(values.sum()), epoch_loss[1] + len(values)
 
 
-class _Interrupt:
+class Interrupt:
   """Turns Ctrl-C into a flag so the loop can checkpoint before stopping."""
 
   def __init__(self):
@@ -170,7 +170,7 @@ def _prepare_data(config, workdir, emb, progress):
   return stats, summary, val_rows, stream
 
 
-def _probe_sets(config, emb, val_rows):
+def probe_sets(config, emb, val_rows):
   """(probes, real rows of other tracks) for `hardness.probe_gaps`, fixed per run.
 
   Probes come from the heart of the held-out blocks, a quarter block from any
@@ -191,7 +191,7 @@ def _probe_sets(config, emb, val_rows):
   return probes, real
 
 
-def _truncate_log(path, step):
+def truncate_log(path, step):
   """Drops log records past `step`: they belong to work lost in an interruption."""
   if not path.exists():
     return
@@ -219,7 +219,7 @@ def train_and_evaluate(config, workdir, stop_after=None, progress=True):
   # Before the data pass: room for a `latest` and a `best` checkpoint the run
   # lacks, plus one being written before the one it replaces is deleted.
   missing = sum(files.checkpoint_step(workdir, which) is None for which in ('latest', 'best'))
-  files.check_output(workdir, (missing + 1) * _state_bytes(model, config), what='checkpoints')
+  files.check_output(workdir, (missing + 1) * state_bytes(model, config), what='checkpoints')
   workdir.mkdir(parents=True, exist_ok=True)
   epochs_before = _check_workdir(workdir, config)
   stats, summary, val_rows, stream = _prepare_data(config, workdir, emb, progress)
@@ -247,14 +247,14 @@ def train_and_evaluate(config, workdir, stop_after=None, progress=True):
                f'learning-rate schedule now ends at step {total_steps} (was '
                f'{epochs_before * steps_per_epoch}), so its rate rises again from step {step}')
   log_path = workdir / 'metrics.jsonl'
-  _truncate_log(log_path, step)
+  truncate_log(log_path, step)
 
   step_fn = jax.jit(lambda s, x, k: train_step(model, optimizer, s, x, k, config.train.time_dist,
                                                config.train.ema_decay), donate_argnums=0)
   generate = sampling.make_generator(model, config.sample.steps, config.sample.solver, mesh)
   x_val = emb.take(val_rows[:config.train.val_samples])
   val_moments = metrics.moments(x_val)
-  probes, real = _probe_sets(config, emb, val_rows)
+  probes, real = probe_sets(config, emb, val_rows)
   probe_sizes = sorted({max(1, min(len(x_val), len(real)) // 10), min(len(x_val), len(real))})
   sphere = sampling.resolve_sphere(config.sample.sphere, summary)
   step_keys = jax.random.fold_in(root, 2)
@@ -279,7 +279,7 @@ def train_and_evaluate(config, workdir, stop_after=None, progress=True):
   losses, t0, steps0 = [], time.perf_counter(), step  # `losses`: device scalars not yet summed.
   bar = tqdm(total=total_steps, initial=step, desc='train', unit='step', dynamic_ncols=True,
              mininterval=0.5, disable=not progress)
-  with _Interrupt() as interrupt:
+  with Interrupt() as interrupt:
     while True:
       if step % steps_per_epoch == 0 and step > logged_step:
         # Validation closes each epoch; a resumed run redoes it if it was cut off.
@@ -289,7 +289,7 @@ def train_and_evaluate(config, workdir, stop_after=None, progress=True):
         fd, gaps, probe = validate(checkpoint.sampled_params(state))
         score = fd if config.train.select == 'fd' else probe
         bar.set_description('train')
-        loss_sum, loss_count = _add_losses(epoch_loss, losses)
+        loss_sum, loss_count = add_losses(epoch_loss, losses)
         record = {'epoch': epoch, 'step': step, 'epochs': config.train.epochs,
                   'loss': loss_sum / loss_count if loss_count else None,
                   'val_fd': fd, 'val_probe_gaps': {str(n): g for n, g in gaps.items()},
@@ -323,7 +323,7 @@ def train_and_evaluate(config, workdir, stop_after=None, progress=True):
           bar.set_postfix(epoch=epoch + 1, loss=f'{float(losses[-1]):.4f}',
                           rate=f'{(step - steps0) / (time.perf_counter() - t0):.1f}/s')
         if interrupt.requested or step == end or step % config.train.checkpoint_every == 0:
-          epoch_loss, losses = _add_losses(epoch_loss, losses), []
+          epoch_loss, losses = add_losses(epoch_loss, losses), []
           checkpoint.save(latest, state, {**meta, 'epoch_loss': epoch_loss})
         if interrupt.requested:
           bar.close()
