@@ -343,6 +343,8 @@ def plot_sequences(results, path):
                       **p['sequences'][str(n)]} for p in c if 'sequences' in p]
               for kind, c in results['scaling'].items()}
     for kind, label, color in _CURVES:
+      if kind == 'synthetic' and seq['synthetic'] != 'tracks':
+        label = 'synthetic rows (i.i.d.)'
       if kind != 'real2':
         _band(axes[0, j], curves.get(kind, []), 'hr1', label, color)
       _band(axes[1, j], curves.get(kind, []), 'hard', label, color)
