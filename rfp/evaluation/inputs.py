@@ -170,10 +170,10 @@ def open_sequences(paths, queries, reference, ref_bounds, eval_cfg, notes):
     starts = candidates[sequences_lib.valid_starts(candidates, ref_bounds, longest)]
     if not len(starts):
       raise InputError(f'{queries.path}: no run of {longest} query rows in one track')
-    truth = starts[rows_lib.sample_rows(len(starts), eval_cfg.num_sequence_queries, rng)]
-    rows = np.arange(len(truth))
-    picked = queries.take((truth[:, None] + np.arange(longest)).ravel()).reshape(
-        len(truth), longest, -1)
+    gt = starts[rows_lib.sample_rows(len(starts), eval_cfg.num_sequence_queries, rng)]
+    rows = gt  # Each run starts at its query row, which is its truth.
+    picked = queries.take((gt[:, None] + np.arange(longest)).ravel()).reshape(
+        len(gt), longest, -1)
   else:
     bad = np.flatnonzero(~sequences_lib.valid_starts(truth, ref_bounds, longest))
     if len(bad):
@@ -181,9 +181,8 @@ def open_sequences(paths, queries, reference, ref_bounds, eval_cfg, notes):
                        f'{truth[bad[0]]}, which has no run of {longest} rows in one track of '
                        f'{reference.path} ({len(bad)} such queries)')
     rows = rows_lib.sample_rows(len(q_qld), eval_cfg.num_sequence_queries, rng)
-    picked = np.asarray(q_qld[rows, :longest], np.float32)
+    picked, gt = np.asarray(q_qld[rows, :longest], np.float32), truth[rows]
   rows_lib.check_finite(picked.reshape(len(picked), -1), source, rows)
-  gt = truth if 'nafp' in paths else truth[rows]
   true_scores = {n: sequences_lib.start_scores(picked[:, :n], reference, gt[:, None])[:, 0]
                  for n in lengths}
   return Sequences(picked, rows, gt, tuple(lengths), true_scores)
