@@ -217,6 +217,22 @@ def _sequences(results):
   return '\n\n'.join(parts + ['![sequences](sequences.png)'])
 
 
+def _sequence_verdicts(results):
+  """One line: each query length's verdict, for the synthetic rows and tracks."""
+  seq = results.get('sequences')
+  if not seq:
+    return ''
+  e = results['settings']['eval']
+  said = []
+  for key, what in (('verdicts', 'synthetic ' + ('tracks' if seq['synthetic'] == 'tracks'
+                                                else 'rows')),
+                    ('track_verdicts', 'synthetic tracks')):
+    if key in seq:
+      said.append(f'{what} ' + ', '.join(
+          f'{_seconds(int(n), e):g} s {v["status"]}' for n, v in seq[key].items()))
+  return ('**Multi-second queries** (section below): ' + '; '.join(said) + '.')
+
+
 def _settings(results):
   e = results['settings']['eval']
   idx = e['index']
@@ -261,6 +277,7 @@ def markdown(results):
   parts = [
       f'# Evaluation of {results.get("system") or results["run"]["workdir"]}',
       f'**Verdict.** {results["verdict"]["text"]}' if 'verdict' in results else '',
+      _sequence_verdicts(results),
       _selection(results),
       '## Summary (paper, Table 3 layout)',
       _table3(results),

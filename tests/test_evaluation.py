@@ -147,6 +147,7 @@ def test_evaluate_end_to_end_leaves_inputs_untouched(dataset, tmp_path, capsys):
       curves['real'][-1]['sequences']['1']['hard']['mean']
   assert set(seq['verdicts']) == {'1', '3', '5'}
   assert '### 5 segments (3 s)' in report and (tmp_path / 'out' / 'sequences.png').stat().st_size
+  assert f'synthetic rows 1 s {seq["verdicts"]["1"]["status"]}, 2 s' in report
 
 
 def test_shared_index_training_serves_every_point(dataset, tmp_path, capsys):
