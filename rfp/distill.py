@@ -239,7 +239,7 @@ def distill_and_evaluate(config, workdir, stop_after=None, progress=True):
                              config.data.val_block_rows)
   probes, real = training.probe_sets(config, emb, val_rows)
   n_val = min(len(val_rows), cfg.val_samples)
-  probe_sizes = sorted({max(1, min(n_val, len(real)) // 10), min(n_val, len(real))})
+  probe_sizes = hardness.probe_sizes(n_val, len(real))
   sphere = sampling.resolve_sphere(config.sample.sphere, files.read_summary(workdir))
 
   def val_rows_of(generate_fn, params):

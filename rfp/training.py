@@ -255,7 +255,7 @@ def train_and_evaluate(config, workdir, stop_after=None, progress=True):
   x_val = emb.take(val_rows[:config.train.val_samples])
   val_moments = metrics.moments(x_val)
   probes, real = probe_sets(config, emb, val_rows)
-  probe_sizes = sorted({max(1, min(len(x_val), len(real)) // 10), min(len(x_val), len(real))})
+  probe_sizes = hardness.probe_sizes(len(x_val), len(real))
   sphere = sampling.resolve_sphere(config.sample.sphere, summary)
   step_keys = jax.random.fold_in(root, 2)
 

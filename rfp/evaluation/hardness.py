@@ -56,6 +56,12 @@ def probe_gaps(probes_pd, real_nd, synthetic_nd, sizes):
   return {int(n): gaps[n] for n in sorted(sizes)}
 
 
+def probe_sizes(n_samples, n_real):
+  """The N the probe gaps are read at: a tenth of the rows both sides have, and all of them."""
+  n = min(n_samples, n_real)
+  return sorted({max(1, n // 10), n})
+
+
 def probe_criterion(gaps):
   """One number to select a model by: the mean |gap| over sizes (0 is real)."""
   return float(np.mean(np.abs(list(gaps.values()))))
