@@ -22,6 +22,10 @@ import sys
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from configs import base  # pylint: disable=wrong-import-position
+
 SYSTEMS = {'nafp': 'nafp', 'grafprint': 'nafp', 'peaknetfp': 'nafp', 'nmfp': 'nmfp'}
 DEMO_MODEL = {'model.width': 256, 'model.depth': 3, 'model.hidden': 768, 'train.batch_size': 512,
               'train.lr': 1e-3, 'train.lr_end': 1e-5, 'train.warmup_steps': 200,
@@ -32,20 +36,6 @@ EVAL = {'eval.sizes': [1_000, 10_000, 30_000, 100_000], 'eval.repeats': 1,
 
 def _flags(items):
   return [f'--config.{k}={v!r}' for k, v in items.items()]
-
-
-def _paths(system, files):
-  """The config's paths, moved from SYSTEM/ (or nmfp/) to the written folder."""
-  if SYSTEMS[system] == 'nafp':
-    return {'data.train': f'{files}/train.mm', 'eval.reference': str(files)}
-  sys.path.insert(0, str(ROOT))
-  from rfp import cli  # pylint: disable=g-import-not-at-top
-  c = cli.load_config(ROOT / 'configs' / f'{system}.py')
-  keys = {'data': ('train', 'train_tracks'),
-          'eval': ('reference', 'reference_tracks', 'sequence_queries', 'sequence_ground_truth',
-                   'real_distractors', 'real_distractor_tracks')}
-  return {f'{s}.{k}': str(c[s][k]).replace('nmfp/', f'{files}/', 1)
-          for s, ks in keys.items() for k in ks}
 
 
 def _run(cmd, log_path):
@@ -69,7 +59,8 @@ def run_system(system, out, epochs):
     seconds['train'] = _run(['train.py', '--config', f'configs/{system}.py', '--workdir',
                              str(workdir), '--no-progress',
                              *_flags({**DEMO_MODEL, 'train.epochs': epochs,
-                                      **_paths(system, files)})], folder / 'train.log')
+                                      **base.layout_paths(SYSTEMS[system], str(files))})],
+                            folder / 'train.log')
     seconds['evaluate'] = _run(['evaluate.py', '--workdir', str(workdir), '--no-progress',
                                 *_flags(EVAL)], folder / 'evaluate.log')
     (folder / 'seconds.json').write_text(json.dumps(seconds))

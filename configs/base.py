@@ -151,3 +151,21 @@ def nmfp_layout(c, folder):
   c.eval.real_distractors = f'{folder}/distractors/database.mm'
   c.eval.real_distractor_tracks = f'{folder}/distractors/database.csv'
   return c
+
+
+# The fields a layout sets (`nafp_layout`, `nmfp_layout`).
+LAYOUT_KEYS = (('data', ('train', 'train_tracks')),
+               ('eval', ('reference', 'reference_tracks', 'queries', 'ground_truth',
+                         'sequence_queries', 'sequence_ground_truth', 'real_distractors',
+                         'real_distractor_tracks')))
+
+
+def layout_paths(layout, folder):
+  """{'SECTION.KEY': value} pointing a config at `folder` in `layout` ('nafp' or
+  'nmfp'), as `--config.SECTION.KEY=VALUE` flags set them on a system's config.
+  For a NAFP folder the flow trains on the disjoint train.mm that
+  `build_data.py --layout nafp` writes beside dummy_db.mm."""
+  c = {'nafp': nafp_layout, 'nmfp': nmfp_layout}[layout](get_config(), folder)
+  if layout == 'nafp':
+    c.data.train = f'{folder}/train.mm'
+  return {f'{section}.{key}': c[section][key] for section, keys in LAYOUT_KEYS for key in keys}

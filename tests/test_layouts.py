@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, SCRIPT_ENV, TINY, config_flags, mixture, unit_rows
-from rfp import cli, data, layouts
+from configs import base
+from rfp import data, layouts
 from rfp.errors import InputError
 from rfp.evaluation import sequences
 
@@ -112,8 +113,7 @@ def test_the_pipeline_runs_from_each_layout(layout, tmp_path):
              '--layout-out', str(folder))
   assert proc.returncode == 0, proc.stderr
   config = f'configs/{layout}.py'
-  paths = ({'data.train': f'{folder}/train.mm', 'eval.reference': str(folder)} if layout == 'nafp'
-           else {k: v.replace('nmfp/', f'{folder}/') for k, v in _nmfp_paths().items()})
+  paths = base.layout_paths(layout, str(folder))
   proc = run('train.py', '--config', config, '--workdir', str(tmp_path / 'run'),
              *config_flags({**TINY, 'train.epochs': 1, **paths}))
   assert proc.returncode == 0, proc.stderr[-2000:]
@@ -134,10 +134,3 @@ def test_the_pipeline_runs_from_each_layout(layout, tmp_path):
   assert [p['size'] for p in results['scaling']['tracks']] == [300]
   assert results['synthetic_tracks']['tracks'] and set(results['sequences']['track_verdicts'])
 
-
-def _nmfp_paths():
-  c = cli.load_config(ROOT / 'configs' / 'nmfp.py')
-  return {f'{section}.{key}': c[section][key] for section, keys in
-          (('data', ('train', 'train_tracks')),
-           ('eval', ('reference', 'reference_tracks', 'sequence_queries', 'sequence_ground_truth',
-                     'real_distractors', 'real_distractor_tracks'))) for key in keys}
