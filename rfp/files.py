@@ -39,6 +39,18 @@ def size_text(nbytes):
   return f'{nbytes:.1f} {unit}'
 
 
+def _nearest_existing(path):
+  existing = pathlib.Path(path).absolute()
+  while not existing.exists():
+    existing = existing.parent
+  return existing
+
+
+def free_bytes(folder):
+  """Free bytes on the disk that holds `folder` (or would, once created)."""
+  return shutil.disk_usage(_nearest_existing(folder)).free
+
+
 def check_output(folder, needed=0, what='its files', hint='free some space or write elsewhere'):
   """Refuses an output folder that cannot be created or written, or whose disk
   has fewer than `needed` bytes free: one InputError naming `folder`.
@@ -48,9 +60,7 @@ def check_output(folder, needed=0, what='its files', hint='free some space or wr
   its nearest existing parent is what must be a writable folder.
   """
   folder = pathlib.Path(folder)
-  existing = folder.absolute()
-  while not existing.exists():
-    existing = existing.parent
+  existing = _nearest_existing(folder)
   if not existing.is_dir():
     problem = ('exists and is not a folder' if existing == folder.absolute()
                else f'cannot be created: {existing} is a file')

@@ -114,13 +114,15 @@ def track_bounds(folder, manifest=None):
 
 
 def check_disk(folder, todo, rows, dim, dtype):
-  """Refuses to start when the shards still to write do not fit on the disk."""
+  """Refuses to start when the shards still to write do not fit on the disk;
+  returns (bytes they need, bytes free)."""
   needed = sum(_npy_bytes(rows[i], dim, dtype) for i in todo)
   # Partial shards are overwritten, so their space counts as free.
   reclaimable = sum(tmp_path(shard_path(folder, i)).stat().st_size for i in todo
                     if tmp_path(shard_path(folder, i)).exists())
   files.check_output(folder, needed - reclaimable, what=f'{len(todo)} shards',
                      hint='free space, or use fewer rows or float16')
+  return needed - reclaimable, files.free_bytes(folder)
 
 
 def check_manifest(folder, manifest):

@@ -277,7 +277,10 @@ def write_samples(workdir, folder, sample_cfg, progress=True, devices=None):
           if sample_folder.check_shard(sample_folder.shard_path(folder, i), rows[i], dim,
                                        dtype) is not None
           or ('tracks' in manifest and sample_folder.check_bounds(folder, i, rows[i]) is not None)]
-  sample_folder.check_disk(folder, todo, rows, dim, dtype)
+  needed, free = sample_folder.check_disk(folder, todo, rows, dim, dtype)
+  if progress and todo:
+    print(f'{folder}: {len(todo)} of {shards} shards to write, {files.size_text(needed)} '
+          f'of disk ({files.size_text(free)} free)', file=sys.stderr, flush=True)
   sample_folder.write_manifest(folder, manifest)
   if todo:
     _sample_shards(folder, todo, rows, manifest, model_lib.from_config(model_cfg), params, stats,
