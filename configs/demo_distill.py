@@ -17,5 +17,8 @@ def get_config():
   c.train.distill_from = 'runs/demo'
   c.train.distill_pairs = 131_072
   c.train.distill_steps = 1
+  # How the student samples (train.py writes the same into the run's config.json;
+  # a command given this file instead reads it here).
+  c.sample.solver, c.sample.steps = 'euler', c.train.distill_steps
   c.train.epochs = 12
   return c
