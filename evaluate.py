@@ -27,7 +27,9 @@ def main(argv=None):
       'Writes OUT/results.json (every figure, the settings and the data paths), report.md\n'
       '(tables in the paper\'s Table 3 layout), scaling.png and embedding.png. Without\n'
       'eval.synthetic, the synthetic rows needed are sampled into WORKDIR/samples (reused\n'
-      'on the next run). Inputs are only ever read.'))
+      'on the next run). Each finished point of the sweep is kept in OUT/points: re-run\n'
+      'the same command after an interruption and it carries on from there. Inputs are\n'
+      'only ever read.'))
   parser.add_argument('--workdir', default=None,
                       help='run folder (default: the most recent run under runs/)')
   parser.add_argument('--out', default=None, metavar='DIR', help='output folder (default: WORKDIR/eval)')
@@ -79,7 +81,7 @@ def main(argv=None):
                                           plan.track_rows, seed, progress=not args.quiet)
   figures, maps = results.evaluate_run(config, run, workdir, plan, synthetic, info,
                                        progress=not args.quiet, synthetic_bounds=synthetic_bounds,
-                                       tracks=tracks, merged=merged)
+                                       tracks=tracks, merged=merged, points_dir=out / 'points')
   paths = report.write(out, figures, maps)
   t = figures['table3']
   if 'size_lo' in t:

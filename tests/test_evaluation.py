@@ -14,6 +14,7 @@ import pytest
 import evaluate
 from conftest import ROOT, mixture, tiny_config
 from rfp import sample_folder
+from rfp.evaluation import scaling
 
 DIM = 16
 N_REFS, TRACK_LEN, N_QUERIES, N_POOL, N_TRAIN, N_SYNTHETIC = 1200, 20, 150, 3000, 3000, 6000
@@ -173,6 +174,48 @@ def test_shared_index_training_serves_every_point(dataset, tmp_path, capsys):
   assert 'trained on up to 2,000 rows once' in report
   assert 'one distractor set per size, so no spread is shown' in report
   assert not re.search(r'\d ± \d', report)
+
+
+def _without_timings(tree):
+  if isinstance(tree, dict):
+    return {k: _without_timings(v) for k, v in tree.items() if k != 'seconds'}
+  return [_without_timings(v) for v in tree] if isinstance(tree, list) else tree
+
+
+def test_an_interrupted_evaluation_resumes_after_its_last_finished_point(
+    dataset, tmp_path, monkeypatch):
+  root, workdir, paths = dataset
+  flags = ['--workdir', str(workdir), '--quiet', *_overrides(
+      paths, root / 'synthetic', **{'eval.sizes': [300, 2000], 'eval.repeats': 1,
+                                    'eval.index.shared_training': True})]
+  evaluate.main([*flags, '--out', str(tmp_path / 'whole')])
+  measured = []
+  point = scaling.retrieval_point
+
+  def interrupted_after_two(*args, **kwargs):
+    if len(measured) == 2:
+      raise KeyboardInterrupt
+    measured.append(args[1].n)
+    return point(*args, **kwargs)
+
+  monkeypatch.setattr(scaling, 'retrieval_point', interrupted_after_two)
+  with pytest.raises(SystemExit) as stop:
+    evaluate.main([*flags, '--out', str(tmp_path / 'cut')])
+  assert stop.value.code == 130 and not (tmp_path / 'cut' / 'results.json').exists()
+  assert len(list((tmp_path / 'cut' / 'points').glob('*.json'))) == 2
+  # The re-run measures only what was left: the real curve's two points are kept.
+  measured.clear()
+  monkeypatch.setattr(scaling, 'retrieval_point', lambda *a, **k: measured.append(a[1].n) or
+                      point(*a, **k))
+  evaluate.main([*flags, '--out', str(tmp_path / 'cut')])
+  assert measured == [300, 2000]  # The synthetic curve.
+  whole, resumed = (json.loads((tmp_path / d / 'results.json').read_text())['scaling']
+                    for d in ('whole', 'cut'))
+  assert _without_timings(resumed) == _without_timings(whole)
+  # Points of other settings are measured again, not reused.
+  measured.clear()
+  evaluate.main([*flags, '--out', str(tmp_path / 'cut'), '--config.eval.num_queries=90'])
+  assert len(measured) == 4
 
 
 def _nafp_folder(root, refs, queries, pool):

@@ -6,6 +6,7 @@ plots). Rates are fractions.
 
 import dataclasses
 import json
+import os
 import pathlib
 import time
 
@@ -148,13 +149,29 @@ def plan(config, run, nafp=None, progress=False):
               eval_cfg.repeats * max(sizes['tracks'], default=0))
 
 
+def _identity(eval_cfg, inputs, synthetic_info, tracks, merged):
+  """What a sweep point is measured from, for `scaling.FinishedPoints`: the
+  settings, each input file as it is now (size, modification time) and the
+  synthetic rows' provenance."""
+  def stat(path):
+    st = os.stat(path)
+    return [st.st_size, st.st_mtime_ns]
+  provenance = lambda info: info and {k: v for k, v in info.items() if k != 'sampled_now'}
+  return {'eval': json.loads(eval_cfg.to_json()),
+          'inputs': {k: [str(v), stat(v)] for k, v in sorted(inputs.paths.items()) if v},
+          'synthetic': provenance(synthetic_info), 'tracks': provenance(tracks and tracks[2]),
+          'merged': merged is not None and merged.settings}
+
+
 def evaluate_run(config, run, workdir, the_plan, synthetic, synthetic_info, progress=True,
-                 synthetic_bounds=None, tracks=None, merged=None):
+                 synthetic_bounds=None, tracks=None, merged=None, points_dir=None):
   """Fidelity and scaling of the run in `workdir` with `synthetic` rows (a row source;
   `synthetic_bounds`: their track bounds when they are tracks) and, for the
   track curve, `tracks`: (rows, bounds, info) of synthetic tracks; `merged`: an
   index of the references and every synthetic row, built in parts
-  (`rfp.index_parts`), for the size that holds them all.
+  (`rfp.index_parts`), for the size that holds them all. Each finished sweep
+  point is kept in `points_dir` (if given), where a re-run after an
+  interruption finds it (`scaling.FinishedPoints`).
 
   Returns (results dict, 2-D embedding maps or None).
   """
@@ -167,8 +184,10 @@ def evaluate_run(config, run, workdir, the_plan, synthetic, synthetic_info, prog
   fid, maps = fidelity_lib.fidelity(inputs, synthetic, eval_cfg.fidelity_rows, eval_cfg.seed,
                                     progress)
   t1 = time.perf_counter()
+  finished = scaling.FinishedPoints(
+      points_dir, _identity(eval_cfg, inputs, synthetic_info, tracks, merged))
   curves, sweep_notes = scaling.sweep(inputs, synthetic, sizes, eval_cfg, spec, progress,
-                                      synthetic_bounds, tracks and tracks[:2], merged)
+                                      synthetic_bounds, tracks and tracks[:2], merged, finished)
   t2 = time.perf_counter()
   notes += sweep_notes
   clamped = sorted({(p['index']['nlist'], p['index']['train_rows'])

@@ -12,12 +12,15 @@ multi-segment queries at each length (`rfp.evaluation.sequences`), with
 their hardness scored exactly over every start of the set's tracks.
 """
 
+import hashlib
+import json
+import pathlib
 import time
 
 import numpy as np
 from tqdm import tqdm
 
-from rfp import retrieval, rows as rows_lib
+from rfp import files, retrieval, rows as rows_lib
 from rfp.errors import InputError
 from rfp.evaluation import hardness, sequences
 
@@ -233,16 +236,51 @@ def _summary(points):
 KINDS = ('real', 'synthetic', 'tracks', 'real2')  # Curves, in the order they are run.
 
 
+class FinishedPoints:
+  """The sweep's finished points on disk, `folder/KIND-SIZE-REPEAT.json`, so
+  that an interrupted evaluation resumes after the last point it finished.
+
+  Each file holds the key of what it was measured from (settings, inputs,
+  synthetic rows: `identity`, any JSON); a point under another key is
+  measured again and overwritten. `folder` None keeps nothing.
+  """
+
+  def __init__(self, folder, identity):
+    self.folder = folder and pathlib.Path(folder)
+    self.key = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()
+                              ).hexdigest()
+
+  def _path(self, kind, size, r):
+    return self.folder / f'{kind}-{size}-{r}.json'
+
+  def get(self, kind, size, r):
+    """The point measured under this key, or None."""
+    if self.folder is None or not self._path(kind, size, r).exists():
+      return None
+    try:
+      saved = files.read_json(self._path(kind, size, r))
+    except ValueError:  # Cut off mid-write by an older version: measure again.
+      return None
+    return saved.get('point') if isinstance(saved, dict) and saved.get('key') == self.key else None
+
+  def put(self, kind, size, r, point):
+    if self.folder is not None:
+      self.folder.mkdir(parents=True, exist_ok=True)
+      files.write_json(self._path(kind, size, r), {'key': self.key, 'point': point})
+
+
 def sweep(inputs, synthetic, plan, eval_cfg, spec, progress=True, synthetic_bounds=None,
-          tracks=None, merged=None):
+          tracks=None, merged=None, finished=None):
   """The sweep: one curve per distractor kind, one entry per size.
 
   `synthetic_bounds`: the synthetic rows' track bounds (when they are tracks),
   or None for i.i.d. rows; `tracks`: (rows, bounds) of synthetic tracks run at
   `plan['tracks']` sizes beside them; `merged`: an index of the references and
   every synthetic row (`rfp.index_parts`), searched at that size instead of
-  building one.
+  building one; `finished` (`FinishedPoints`): points kept from an earlier,
+  interrupted run, and where this one keeps its own.
   """
+  finished = finished or FinishedPoints(None, None)
   sources = {'real': inputs.real, 'synthetic': synthetic, 'real2': inputs.real2,
              'tracks': tracks[0] if tracks else None}
   set_bounds = {'real': inputs.bounds.get('real'), 'real2': inputs.bounds.get('real2'),
@@ -254,14 +292,17 @@ def sweep(inputs, synthetic, plan, eval_cfg, spec, progress=True, synthetic_boun
   curves, notes = {}, []
   kind_ids = {'real': 0, 'synthetic': 1, 'real2': 2, 'tracks': 3}
   trained = None
-  if eval_cfg.index.shared_training:
+
+  def train_shared():
     # One codebook for every point, trained on references and real rows when
     # there are any: curves then differ only by their distractors.
     pool = rows_lib.Stack([inputs.reference, inputs.real if inputs.real is not None else synthetic])
     with tqdm(total=1, desc=f'training the shared index on {min(spec.train_rows, pool.n):,} rows',
               bar_format='{desc} ({elapsed})', disable=not progress) as bar:
-      trained = retrieval.train_index(pool, spec, np.random.default_rng([eval_cfg.seed, 4]))
+      index = retrieval.train_index(pool, spec, np.random.default_rng([eval_cfg.seed, 4]))
       bar.update()
+    return index
+
   with tqdm(total=total, unit='row', unit_scale=True, desc='scaling', dynamic_ncols=True,
             disable=not progress, mininterval=0.5) as bar:
     for kind in KINDS:
@@ -277,16 +318,24 @@ def sweep(inputs, synthetic, plan, eval_cfg, spec, progress=True, synthetic_boun
         for r, (distractors, bounds) in enumerate(sets):
           bar.set_description(f'{kind} {size:,} ({r + 1}/{eval_cfg.repeats})')
           bounds = bounds if size in plan['sequence'] else None
+          point = finished.get(kind, size, r)
+          if point is not None:
+            bar.update(size + inputs.reference.n * (kind != 'real2') + size * (bounds is not None))
+            points.append(point)
+            continue
           if kind == 'real2':
             point = hardness.hardness_point(inputs, distractors, bar)
             if bounds is not None:
               point['sequences'] = sequence_hardness(inputs, distractors, bounds)
           else:
+            if eval_cfg.index.shared_training and trained is None:
+              trained = train_shared()
             rng = np.random.default_rng([eval_cfg.seed, 3, kind_ids[kind], size, r])
             whole = merged if kind == 'synthetic' and size == synthetic.n else None
             point = retrieval_point(inputs, distractors, spec, rng, bar, trained, bounds, whole)
           if bounds is not None:
             bar.update(size)
+          finished.put(kind, size, r, point)
           points.append(point)
         # Repeats that share rows are not independent: their std understates the spread.
         curve.append({'size': size, **_summary(points), 'shared_rows': note is not None,
