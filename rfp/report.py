@@ -256,8 +256,11 @@ def _settings(results):
   ]
   if built and any(b[0] != idx['nlist'] for b in built):
     lines.append('- built (nlist, nprobe, bits): ' + ', '.join(map(str, built)))
-  lines.append(f'- repeats {e["repeats"]}, seed {e["seed"]}; time: fidelity '
-               f'{results["seconds"]["fidelity"]:.0f} s, scaling {results["seconds"]["scaling"]:.0f} s')
+  phases = (('synthetic_sample', 'sampling'), ('synthetic_check', 'NaN/Inf check of the samples'),
+            ('fidelity', 'fidelity'), ('scaling', 'scaling'))
+  lines.append(f'- repeats {e["repeats"]}, seed {e["seed"]}; time: ' + ', '.join(
+      f'{name} {results["seconds"][key]:.0f} s' for key, name in phases
+      if key in results['seconds']))
   return '\n'.join(lines)
 
 

@@ -15,6 +15,7 @@ rows already sampled never starts it.
 
 import io
 import pathlib
+import time
 
 import numpy as np
 
@@ -230,7 +231,7 @@ def synthetic_rows(folder, sample_cfg, workdir, dim, needed, minimum, seed, prog
   already there. Every row is checked for NaN/Inf (one pass) unless not
   `check`. Returns (rows, their track bounds or None for i.i.d. rows, info dict).
   """
-  sampled_now = False
+  sampled_now, seconds, t0 = False, {}, time.perf_counter()
   if folder:
     folder, shards = pathlib.Path(folder), None
     if not folder.is_dir():
@@ -243,7 +244,7 @@ def synthetic_rows(folder, sample_cfg, workdir, dim, needed, minimum, seed, prog
       sample_cfg.n, sample_cfg.seed = needed, seed
       sample_cfg.shards = -(-needed // EVAL_SHARD_ROWS)
       sampling.write_samples(workdir, folder, sample_cfg, progress=progress)
-      sampled_now = True
+      sampled_now, seconds['sample'] = True, time.perf_counter() - t0
   if shards is None:
     manifest = read_manifest(folder)
     shards = open_samples(folder, manifest)
@@ -251,9 +252,12 @@ def synthetic_rows(folder, sample_cfg, workdir, dim, needed, minimum, seed, prog
   if rows.dim != dim:
     raise InputError(f'{folder}: synthetic rows have dimension {rows.dim}, the references {dim}')
   if check:
+    t1 = time.perf_counter()
     rows_lib.check_files_finite(rows.parts, progress)
+    seconds['check'] = time.perf_counter() - t1
   bounds = track_bounds(folder, manifest) if 'tracks' in manifest else None
   return rows, bounds, {'folder': str(folder), 'rows': rows.n, 'sampled_now': sampled_now,
+                        'seconds': seconds,
                         'tracks': bounds is not None,
                         **{k: manifest.get(k) for k in ('seed', 'solver', 'steps', 'dtype',
                                                         'sphere', 'temperature', 'checkpoint')}}

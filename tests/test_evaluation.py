@@ -338,6 +338,9 @@ def test_samples_from_the_run_when_no_synthetic_folder(trained_run, dataset, tmp
   evaluate.main(args)
   second = json.loads((workdir / 'eval' / 'results.json').read_text())
   assert not second['synthetic']['sampled_now'] and not second['synthetic_tracks']['sampled_now']
+  # Each phase's time is recorded, and sampling only when it was done.
+  assert {'synthetic_sample', 'synthetic_check', 'fidelity', 'scaling'} <= set(first['seconds'])
+  assert 'synthetic_sample' not in second['seconds'] and 'synthetic_check' in second['seconds']
   assert second['table3'] == first['table3']
   assert second['scaling']['tracks'][0]['sequences'] == first['scaling']['tracks'][0]['sequences']
 

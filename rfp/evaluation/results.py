@@ -156,7 +156,8 @@ def _identity(eval_cfg, inputs, synthetic_info, tracks, merged):
   def stat(path):
     st = os.stat(path)
     return [st.st_size, st.st_mtime_ns]
-  provenance = lambda info: info and {k: v for k, v in info.items() if k != 'sampled_now'}
+  provenance = lambda info: info and {k: v for k, v in info.items()
+                                      if k not in ('sampled_now', 'seconds')}
   return {'eval': json.loads(eval_cfg.to_json()),
           'inputs': {k: [str(v), stat(v)] for k, v in sorted(inputs.paths.items()) if v},
           'synthetic': provenance(synthetic_info), 'tracks': provenance(tracks and tracks[2]),
@@ -216,7 +217,8 @@ def evaluate_run(config, run, workdir, the_plan, synthetic, synthetic_info, prog
       'verdict': verdict(curves),
       'sequences': sequence_summary(inputs, curves, synthetic_bounds is not None),
       'selection': selection(workdir, (synthetic_info.get('checkpoint') or {}).get('step')),
-      'seconds': {'fidelity': t1 - t0, 'scaling': t2 - t1},
+      'seconds': {**{f'synthetic_{k}': v for k, v in synthetic_info.get('seconds', {}).items()},
+                  'fidelity': t1 - t0, 'scaling': t2 - t1},
       'notes': notes,
   }
   return results, maps
