@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test
+.PHONY: setup demo scale test
 
 setup: $(BIN)/.installed
 
@@ -18,6 +18,13 @@ demo: $(BIN)/.installed
 	$(BIN)/python train.py --config configs/demo.py
 	$(BIN)/python sample.py --workdir runs/demo --n 1000000 --shards 8
 	$(BIN)/python evaluate.py --workdir runs/demo
+
+# The paper's 100M point on this machine (configs/demo_100m.py): distil the demo
+# run into a one-step sampler, sample 100M rows (25.6 GB), evaluate 10k to 100M.
+scale: $(BIN)/.installed
+	$(BIN)/python train.py --config configs/demo.py
+	$(BIN)/python train.py --config configs/demo_distill.py
+	$(BIN)/python evaluate.py --workdir runs/demo-distilled --config configs/demo_100m.py
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest -q

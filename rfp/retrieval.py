@@ -20,7 +20,10 @@ import numpy as np
 from rfp.errors import InputError
 from rfp.rows import CHUNK_ROWS, sample_rows
 
-SEARCH_BATCH = 4096  # Queries per faiss call.
+# Queries per faiss call: each scans nprobe/nlist of the database (15% at the
+# systems' settings), so at 100M rows a batch takes a minute or two on a CPU,
+# and the progress shown between batches stays alive.
+SEARCH_BATCH = 512
 # faiss warns below 39 training points per centroid (k-means quality) and
 # cannot train a product quantizer with fewer points than centroids.
 MIN_POINTS_PER_CENTROID = 39
@@ -200,15 +203,18 @@ def rerank(q_qd, ids_qk, db):
   return np.take_along_axis(ids_qk, order, 1), np.take_along_axis(scores, order, 1)
 
 
-def search(index, q_qd, db, k):
+def search(index, q_qd, db, k, on_batch=None):
   """IVF-PQ top-k then exact re-ranking: (ids, scores) `[q, k]`, best first.
 
   Works through the queries in batches, so the candidate rows in memory are
-  at most `SEARCH_BATCH * k` whatever the number of queries.
+  at most `SEARCH_BATCH * k` whatever the number of queries;
+  `on_batch(queries done)` follows each one.
   """
   ids = np.empty((len(q_qd), k), np.int64)
   scores = np.empty((len(q_qd), k), np.float32)
   for i in range(0, len(q_qd), SEARCH_BATCH):
     q = q_qd[i:i + SEARCH_BATCH]
     ids[i:i + len(q)], scores[i:i + len(q)] = rerank(q, index.search(q, k), db)
+    if on_batch is not None:
+      on_batch(i + len(q))
   return ids, scores

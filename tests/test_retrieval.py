@@ -45,8 +45,10 @@ def test_search_batches_give_the_same_answer(monkeypatch):
   index = retrieval.build_index(db, _spec(nprobe=4), np.random.default_rng(0))
   whole = retrieval.search(index, q, db, k=10)
   monkeypatch.setattr(retrieval, 'SEARCH_BATCH', 64)
-  batched = retrieval.search(index, q, db, k=10)
+  done = []
+  batched = retrieval.search(index, q, db, k=10, on_batch=done.append)
   np.testing.assert_array_equal(whole[0], batched[0])
+  assert done == [64, 128, 192, 256, 300]  # Progress after each batch.
 
 
 def test_missing_candidates_sort_last():

@@ -152,7 +152,14 @@ def retrieval_point(inputs, distractors, spec, rng, bar=None, trained=None, boun
   if bar is not None:
     bar.set_postfix_str('')
   t1 = time.perf_counter()
-  ids, _ = retrieval.search(index, inputs.queries_qd, db, spec.k)
+  n_queries = len(inputs.queries_qd)
+
+  def searched(done):
+    if bar is not None:
+      bar.set_postfix_str(f'searched {done:,}/{n_queries:,} queries' if done < n_queries else '')
+
+  searched(0)
+  ids, _ = retrieval.search(index, inputs.queries_qd, db, spec.k, on_batch=searched)
   t2 = time.perf_counter()
   out = hit_rates(ids, inputs.ground_truth, n_refs, inputs.tracks)
   out['hard'] = float(np.mean(best.best > inputs.true_scores))
