@@ -7,6 +7,8 @@ without copying, so a database of references plus 100M distractors is a
 `Stack` of files, never an array in memory.
 """
 
+import contextlib
+
 import numpy as np
 from tqdm import tqdm
 
@@ -46,12 +48,17 @@ def check_finite(x_nd, name, rows):
     raise InputError(f'{name}: row {rows[np.argmax(bad)]} holds NaN or Inf')
 
 
-def finite_chunks(source, name, progress=False, desc='NaN/Inf check', chunk_rows=CHUNK_ROWS):
+def _bar(rows, desc, progress):
+  return tqdm(total=rows, desc=desc, unit='row', unit_scale=True, dynamic_ncols=True,
+              mininterval=0.5, leave=False, disable=not progress)
+
+
+def finite_chunks(source, name, progress=False, desc='NaN/Inf check', chunk_rows=CHUNK_ROWS,
+                  bar=None):
   """`source.chunks()`, each checked by `check_finite` (naming `name` and the row)
-  as it streams past, with a progress bar: a pass that reads the rows for
-  another purpose checks them at no extra cost."""
-  with tqdm(total=source.n, desc=desc, unit='row', unit_scale=True, dynamic_ncols=True,
-            mininterval=0.5, leave=False, disable=not progress) as bar:
+  as it streams past, with a progress bar (its own, or `bar`): a pass that
+  reads the rows for another purpose checks them at no extra cost."""
+  with contextlib.nullcontext(bar) if bar is not None else _bar(source.n, desc, progress) as bar:
     for start, x in source.chunks(chunk_rows):
       check_finite(x, name, range(start, start + len(x)))
       bar.update(len(x))
@@ -59,12 +66,14 @@ def finite_chunks(source, name, progress=False, desc='NaN/Inf check', chunk_rows
 
 
 def check_files_finite(files, progress=False):
-  """One streaming pass over each embedding file (`rfp.data.Embeddings`): an
-  InputError names the file and row of the first NaN or Inf, before any of
-  its rows is used."""
-  for emb in files:
-    for _ in finite_chunks(emb, emb.path, progress, desc=f'NaN/Inf check {emb.path.name}'):
-      pass
+  """One streaming pass over the embedding files (`rfp.data.Embeddings`), under
+  one progress bar: an InputError names the file and row of the first NaN or
+  Inf, before any of its rows is used."""
+  names = files[0].path.name if len(files) == 1 else f'{len(files)} files'
+  with _bar(sum(emb.n for emb in files), f'NaN/Inf check of {names}', progress) as bar:
+    for emb in files:
+      for _ in finite_chunks(emb, emb.path, bar=bar):
+        pass
 
 
 class ArrayRows(Rows):
