@@ -1,4 +1,4 @@
-"""The paper's Table 3 point: HR@1 at 1M and 100M synthetic distractors, on one
+"""The paper's Table 3 point (`make scale`): HR@1 at 1M and 100M synthetic distractors, on one
 ordinary machine (a 2-core CPU; bench/RESULTS.md, 100M on one machine).
 
   python train.py --config configs/demo.py
