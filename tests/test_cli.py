@@ -26,6 +26,17 @@ def test_every_config_loads_with_the_keys_tools_rely_on(name):
       node = node[part]
 
 
+def test_configs_of_a_distilled_run_sample_as_its_student():
+  """A config file given to evaluate.py replaces the run's config.json, so it must
+  carry the student's sampler (the teacher's 16 evaluations: 14x slower)."""
+  from rfp import distill  # pylint: disable=g-import-not-at-top  (JAX)
+  for name in ('demo_distill', 'demo_100m'):
+    c = cli.load_config(ROOT / 'configs' / f'{name}.py')
+    assert c.train.distill_from and c.sample.steps == c.train.distill_steps
+    assert c.sample.solver == distill.SOLVER
+  assert max(cli.load_config(ROOT / 'configs' / 'demo_100m.py').eval.sizes) == 100_000_000
+
+
 def test_system_configs_carry_their_index_settings():
   assert cli.load_config(ROOT / 'configs/grafprint.py').eval.index.nlist == 64
   assert cli.load_config(ROOT / 'configs/peaknetfp.py').system.train_mean == pytest.approx(0.033622)
