@@ -152,14 +152,17 @@ def plan(config, run, nafp=None, progress=False):
 def _identity(eval_cfg, inputs, synthetic_info, tracks, merged):
   """What a sweep point is measured from, for `scaling.FinishedPoints`: the
   settings, each input file as it is now (size, modification time) and the
-  synthetic rows' provenance."""
+  synthetic rows' provenance. Some inputs are descriptions, not files (a NAFP
+  folder's ground truth)."""
   def stat(path):
+    if not os.path.exists(path):
+      return str(path)
     st = os.stat(path)
-    return [st.st_size, st.st_mtime_ns]
+    return [str(path), st.st_size, st.st_mtime_ns]
   provenance = lambda info: info and {k: v for k, v in info.items()
                                       if k not in ('sampled_now', 'seconds')}
   return {'eval': json.loads(eval_cfg.to_json()),
-          'inputs': {k: [str(v), stat(v)] for k, v in sorted(inputs.paths.items()) if v},
+          'inputs': {k: stat(v) for k, v in sorted(inputs.paths.items()) if v},
           'synthetic': provenance(synthetic_info), 'tracks': provenance(tracks and tracks[2]),
           'merged': merged is not None and merged.settings}
 
