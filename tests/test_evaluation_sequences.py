@@ -124,6 +124,23 @@ def test_search_batches_give_the_same_answer(monkeypatch):
   np.testing.assert_allclose(whole[1], batched[1], rtol=1e-6)
 
 
+def test_shorter_queries_reuse_the_longest_ones_segment_search():
+  x = unit_rows(400, DIM, 12)
+  db, bounds = rows.ArrayRows(x), sequences.track_bounds(np.arange(0, 400, 50), 400)
+  gt = np.arange(0, 340, 11)
+  q = _unit(x[gt[:, None] + np.arange(5)] + 0.3 * unit_rows(len(gt) * 5, DIM, 13)
+            .reshape(len(gt), 5, DIM))
+  index = retrieval.build_index(db, _spec(), np.random.default_rng(0))
+  ids_qlk = sequences.segment_ids(index, q, k=5)
+  assert ids_qlk.shape == (len(gt), 5, 5)
+  np.testing.assert_array_equal(ids_qlk[:, 2], index.search(q[:, 2], 5))
+  for n in (1, 3, 5):
+    own = sequences.search_sequences(index, q[:, :n], db, bounds, k=5, top=3)
+    shared = sequences.search_sequences(index, q[:, :n], db, bounds, k=5, top=3, ids_qlk=ids_qlk)
+    np.testing.assert_array_equal(own[0], shared[0])
+    np.testing.assert_array_equal(own[1], shared[1])
+
+
 def test_bounds_must_cover_the_rows():
   x = unit_rows(30, DIM, 11)
   index = retrieval.build_index(rows.ArrayRows(x), _spec(nlist=1, code_bytes=2),

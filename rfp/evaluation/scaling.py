@@ -106,8 +106,11 @@ def _sequence_point(inputs, index, db, distractors, bounds, k):
   seq = inputs.sequences
   out = sequence_hardness(inputs, distractors, bounds)
   db_bounds = sequences.stack_bounds([inputs.bounds['reference'], bounds])
+  # Shorter queries are prefixes of the longest: each segment is searched once.
+  ids_qlk = sequences.segment_ids(index, seq.q_qld[:, :max(seq.lengths)], k)
   for n in seq.lengths:
-    starts, _ = sequences.search_sequences(index, seq.q_qld[:, :n], db, db_bounds, k)
+    starts, _ = sequences.search_sequences(index, seq.q_qld[:, :n], db, db_bounds, k,
+                                           ids_qlk=ids_qlk)
     out[str(n)].update(sequence_hit_rates(starts[:, 0], seq.ground_truth, inputs.tracks,
                                           inputs.reference.n))
   return out

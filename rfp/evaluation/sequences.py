@@ -89,25 +89,40 @@ def _distinct(starts_qc):
   return starts_qc
 
 
-def search_sequences(index, q_qld, db, bounds, k, top=1):
+def segment_ids(index, q_qld, k):
+  """Every segment's top-k ids, `[q, L, k]` (-1 where fewer exist), searched in
+  batches of about `SEARCH_BATCH` segments."""
+  n_q, length, dim = q_qld.shape
+  ids_qlk = np.empty((n_q, length, k), np.int64)
+  batch = max(1, SEARCH_BATCH // length)
+  for i in range(0, n_q, batch):
+    q = q_qld[i:i + batch]
+    ids_qlk[i:i + len(q)] = index.search(q.reshape(-1, dim), k).reshape(len(q), length, k)
+  return ids_qlk
+
+
+def search_sequences(index, q_qld, db, bounds, k, top=1, ids_qlk=None):
   """Sequence search: the best `top` starts and their scores, both `[q, top]`, best first.
 
-  Every segment's top-k ids (`index.search`) minus its offset are the
+  Every segment's top-k ids (`segment_ids`) minus its offset are the
   candidate starts; those not within one track are dropped and the rest are
   scored exactly (`start_scores`). Missing results are -1 with score -inf.
-  Queries go in batches of about `SEARCH_BATCH` segments, so a batch holds
-  at most `SEARCH_BATCH * k` candidate starts, as `retrieval.search` does
+  `ids_qlk`: the segments' ids already searched, for these queries or longer
+  ones (their first L segments are used): queries of several lengths that
+  share their first segments search them once. Queries are re-ranked in
+  batches of about `SEARCH_BATCH` segments, so a batch holds at most
+  `SEARCH_BATCH * k` candidate starts, as `retrieval.search` does
   candidates, plus their distinct rows (at most L per start).
   """
   _check_bounds(bounds, db, 'sequence search')
-  n_q, length, dim = q_qld.shape
+  n_q, length, _ = q_qld.shape
+  ids_qlk = segment_ids(index, q_qld, k) if ids_qlk is None else ids_qlk[:, :length]
   starts = np.full((n_q, top), -1, np.int64)
   scores = np.full((n_q, top), -np.inf, np.float32)
   batch = max(1, SEARCH_BATCH // length)
   for i in range(0, n_q, batch):
     q = q_qld[i:i + batch]
-    ids_blk = index.search(q.reshape(-1, dim), k).reshape(len(q), length, k)
-    cand_blk = ids_blk - np.arange(length)[:, None]
+    cand_blk = ids_qlk[i:i + len(q)] - np.arange(length)[:, None]
     cand_blk[~valid_starts(cand_blk, bounds, length)] = -1  # Missing ids (-1) go negative.
     cand_bc = _distinct(cand_blk.reshape(len(q), -1))
     s_bc = start_scores(q, db, cand_bc)
