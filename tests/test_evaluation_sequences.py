@@ -110,13 +110,19 @@ def test_exact_search_equals_brute_force_for_every_length_in_any_block_size(bloc
     np.testing.assert_array_equal(got[length][1], where)
 
 
-def test_search_batches_give_the_same_answer(monkeypatch):
-  x = unit_rows(400, DIM, 9)
+def _noisy_runs(segments, every, seed):
+  """400 rows in tracks of 50, queries: noisy runs of `segments` rows starting
+  every `every` rows; (index, db, bounds, queries [q, segments, dim])."""
+  x = unit_rows(400, DIM, seed)
   db, bounds = rows.ArrayRows(x), sequences.track_bounds(np.arange(0, 400, 50), 400)
-  gt = np.arange(0, 390, 13)
-  q = _unit(x[gt[:, None] + np.arange(3)] + 0.3 * unit_rows(len(gt) * 3, DIM, 10)
-            .reshape(len(gt), 3, DIM))
-  index = retrieval.build_index(db, _spec(), np.random.default_rng(0))
+  gt = np.arange(0, 400 - 2 * segments, every)
+  q = _unit(x[gt[:, None] + np.arange(segments)] + 0.3 * unit_rows(
+      len(gt) * segments, DIM, seed + 1).reshape(len(gt), segments, DIM))
+  return retrieval.build_index(db, _spec(), np.random.default_rng(0)), db, bounds, q
+
+
+def test_search_batches_give_the_same_answer(monkeypatch):
+  index, db, bounds, q = _noisy_runs(3, 13, 9)
   whole = sequences.search_sequences(index, q, db, bounds, k=5, top=4)
   monkeypatch.setattr(sequences, 'SEARCH_BATCH', 7)  # Two queries of three segments a batch.
   batched = sequences.search_sequences(index, q, db, bounds, k=5, top=4)
@@ -125,14 +131,9 @@ def test_search_batches_give_the_same_answer(monkeypatch):
 
 
 def test_shorter_queries_reuse_the_longest_ones_segment_search():
-  x = unit_rows(400, DIM, 12)
-  db, bounds = rows.ArrayRows(x), sequences.track_bounds(np.arange(0, 400, 50), 400)
-  gt = np.arange(0, 340, 11)
-  q = _unit(x[gt[:, None] + np.arange(5)] + 0.3 * unit_rows(len(gt) * 5, DIM, 13)
-            .reshape(len(gt), 5, DIM))
-  index = retrieval.build_index(db, _spec(), np.random.default_rng(0))
+  index, db, bounds, q = _noisy_runs(5, 11, 12)
   ids_qlk = sequences.segment_ids(index, q, k=5)
-  assert ids_qlk.shape == (len(gt), 5, 5)
+  assert ids_qlk.shape == (len(q), 5, 5)
   np.testing.assert_array_equal(ids_qlk[:, 2], index.search(q[:, 2], 5))
   for n in (1, 3, 5):
     own = sequences.search_sequences(index, q[:, :n], db, bounds, k=5, top=3)
