@@ -39,28 +39,19 @@ def size_text(nbytes):
   return f'{nbytes:.1f} {unit}'
 
 
-def _nearest_existing(path):
-  existing = pathlib.Path(path).absolute()
-  while not existing.exists():
-    existing = existing.parent
-  return existing
-
-
-def free_bytes(folder):
-  """Free bytes on the disk that holds `folder` (or would, once created)."""
-  return shutil.disk_usage(_nearest_existing(folder)).free
-
-
 def check_output(folder, needed=0, what='its files', hint='free some space or write elsewhere'):
   """Refuses an output folder that cannot be created or written, or whose disk
-  has fewer than `needed` bytes free: one InputError naming `folder`.
+  has fewer than `needed` bytes free: one InputError naming `folder`. Returns
+  the bytes free there.
 
   Every command calls it before its work starts, so hours of work never end
   in a failed write. It creates nothing: where `folder` does not exist yet,
   its nearest existing parent is what must be a writable folder.
   """
   folder = pathlib.Path(folder)
-  existing = _nearest_existing(folder)
+  existing = folder.absolute()
+  while not existing.exists():
+    existing = existing.parent
   if not existing.is_dir():
     problem = ('exists and is not a folder' if existing == folder.absolute()
                else f'cannot be created: {existing} is a file')
@@ -71,6 +62,7 @@ def check_output(folder, needed=0, what='its files', hint='free some space or wr
   if needed > free:
     raise InputError(f'{folder}: {what} need {size_text(needed)} but only {size_text(free)} '
                      f'is free; {hint}')
+  return free
 
 
 def read_json(path):

@@ -121,9 +121,9 @@ def check_disk(folder, todo, rows, dim, dtype):
   # Partial shards are overwritten, so their space counts as free.
   reclaimable = sum(tmp_path(shard_path(folder, i)).stat().st_size for i in todo
                     if tmp_path(shard_path(folder, i)).exists())
-  files.check_output(folder, needed - reclaimable, what=f'{len(todo)} shards',
-                     hint='free space, or use fewer rows or float16')
-  return needed - reclaimable, files.free_bytes(folder)
+  free = files.check_output(folder, needed - reclaimable, what=f'{len(todo)} shards',
+                            hint='free space, or use fewer rows or float16')
+  return needed - reclaimable, free
 
 
 def check_manifest(folder, manifest):

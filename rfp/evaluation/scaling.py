@@ -295,10 +295,12 @@ def sweep(inputs, synthetic, plan, eval_cfg, spec, progress=True, synthetic_boun
              'tracks': tracks[0] if tracks else None}
   set_bounds = {'real': inputs.bounds.get('real'), 'real2': inputs.bounds.get('real2'),
                 'synthetic': synthetic_bounds, 'tracks': tracks[1] if tracks else None}
-  # Rows read: each database once, plus each distractor set again at sequence sizes.
-  total = sum((inputs.reference.n * (kind != 'real2') + size * (1 + (size in plan['sequence'])))
-              * eval_cfg.repeats
-              for kind in KINDS for size in plan[kind])
+  def rows_read(kind, size):
+    # Each database once (real2: its distractors only), plus each distractor
+    # set again at sequence sizes: what the progress bar counts per point.
+    return inputs.reference.n * (kind != 'real2') + size * (1 + (size in plan['sequence']))
+
+  total = sum(rows_read(kind, size) * eval_cfg.repeats for kind in KINDS for size in plan[kind])
   curves, notes = {}, []
   kind_ids = {'real': 0, 'synthetic': 1, 'real2': 2, 'tracks': 3}
   trained = None
@@ -330,7 +332,7 @@ def sweep(inputs, synthetic, plan, eval_cfg, spec, progress=True, synthetic_boun
           bounds = bounds if size in plan['sequence'] else None
           point = finished.get(kind, size, r)
           if point is not None:
-            bar.update(size + inputs.reference.n * (kind != 'real2') + size * (bounds is not None))
+            bar.update(rows_read(kind, size))
             points.append(point)
             continue
           if kind == 'real2':
