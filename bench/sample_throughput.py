@@ -1,7 +1,7 @@
 """Sampling throughput: samples/s and achieved FLOP/s against a plain matmul.
 
 For each model config and matmul dtype, times the sampler that sample.py runs
-(`rfp.sampling.make_noise` + `make_generator`: noise, a `lax.scan` over Euler
+(`rfp.noise.make_noise` + `rfp.generator.make_generator`: noise, a `lax.scan` over Euler
 steps, de-normalisation and the float16 cast, batches sharded over all
 devices, rows fetched to the host while later batches run) on randomly
 initialised parameters. In the same run, taking turns with it, it times a
@@ -31,7 +31,7 @@ import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 import jax.numpy as jnp
 import numpy as np
 
-from rfp import cli, data, model as model_lib, sampling, sharding, tracks  # pylint: disable=wrong-import-position
+from rfp import cli, data, generator, model as model_lib, noise as noise_lib, sampling, sharding, tracks  # pylint: disable=wrong-import-position
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -114,9 +114,9 @@ def make_sampler(cfg, steps, batch, with_tracks=False, rows=1 << 22):
   net = model_lib.from_config(cfg.model)
   params = sharding.put_replicated(random_params(net, cfg.model.dim, jax.random.key(0)), mesh)
   stats = data.Stats(np.zeros(cfg.model.dim, np.float32), np.ones(cfg.model.dim, np.float32))
-  generate = sampling.make_generator(net, steps, 'euler', mesh, stats=stats,
-                                     out_dtype=jnp.float16)
-  noise = sampling.make_noise(cfg.model.dim, batch, mesh)
+  generate = generator.make_generator(net, steps, 'euler', mesh, stats=stats,
+                                      out_dtype=jnp.float16)
+  noise = noise_lib.make_noise(cfg.model.dim, batch, mesh)
   if with_tracks:
     rows = -(-rows // batch) * batch
     draw = track_noise(cfg.model.dim, batch, mesh, rows)

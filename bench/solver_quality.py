@@ -34,7 +34,8 @@ import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np
 
 from rfp import (calibration, checkpoint, cli, data, files, flow, metrics,  # pylint: disable=wrong-import-position
-                 model as model_lib, sampling, sharding)
+                 generator, model as model_lib, noise as noise_lib, sampling,
+                 sharding)
 from rfp.errors import InputError  # pylint: disable=wrong-import-position
 from rfp.evaluation import hardness, inputs as inputs_lib  # pylint: disable=wrong-import-position
 
@@ -60,12 +61,12 @@ def own_sampler(workdir, seed, batch_size, mesh):
   config, params, stats, meta = checkpoint.load_run(workdir)
   sample = cli.run_config(files.read_config(workdir)).sample
   model = model_lib.from_config(config.model)
-  generate = sampling.make_generator(
+  generate = generator.make_generator(
       model, sample.steps, sample.solver, mesh, stats=stats,
-      sphere=sampling.resolve_sphere(sample.sphere, files.read_summary(workdir)),
+      sphere=generator.resolve_sphere(sample.sphere, files.read_summary(workdir)),
       out_dtype=np.float16, temperature=calibration.temperature(sample, workdir, meta['step']))
   batch = sharding.round_up(batch_size or sample.batch_size, mesh)
-  noise = sampling.make_noise(model.dim, batch, mesh)
+  noise = noise_lib.make_noise(model.dim, batch, mesh)
   params = sharding.put_replicated(params, mesh)
   seed = np.uint32(seed)
 
@@ -175,8 +176,8 @@ def main():
       if rest or not steps:
         cells.append('n/a')
         continue
-      generate = sampling.make_generator(model, steps, solver, mesh, stats=stats)
-      x = sampling.generate_rows(generate, params, args.seed, 0, len(real), model.dim, batch, mesh)
+      generate = generator.make_generator(model, steps, solver, mesh, stats=stats)
+      x = generator.generate_rows(generate, params, args.seed, 0, len(real), model.dim, batch, mesh)
       cells.append(f'{fd(x):.3e}')
     print(f'| {nfe} | ' + ' | '.join(cells) + ' |', flush=True)
   if args.distilled:

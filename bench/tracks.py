@@ -32,7 +32,7 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from rfp import cli, data, files, rows as rows_lib, sample_folder, sampling, temporal, tracks  # pylint: disable=wrong-import-position
+from rfp import bounds as bounds_lib, cli, data, files, generator, rows as rows_lib, sample_folder, sampling, temporal, tracks  # pylint: disable=wrong-import-position
 from rfp.evaluation import sequences  # pylint: disable=wrong-import-position
 
 LENGTHS = (1, 3, 5, 9, 19)
@@ -42,7 +42,7 @@ def real_tracks(path, ids_path):
   """(rows, bounds, description): a track-ordered file and its track ids."""
   rows = data.open_embeddings(path)
   ids = np.load(ids_path)
-  return rows, sequences.bounds_from_ids(ids), str(ids_path)
+  return rows, bounds_lib.bounds_from_ids(ids), str(ids_path)
 
 
 def subset_tracks(rows, bounds, tracks_idx):
@@ -60,7 +60,7 @@ def sample(workdir, out, n, seed, tracks_on):
   sampling.write_samples(workdir, out, sample_cfg, progress=False)
   shards = sample_folder.open_samples(out)
   x = rows_lib.ArrayRows(np.concatenate(shards).astype(np.float32))
-  return x, (sample_folder.track_bounds(out) if tracks_on else None)
+  return x, (sample_folder.read_bounds(out) if tracks_on else None)
 
 
 def probes(rows, bounds, length, count, rng):
@@ -87,8 +87,9 @@ def main():
   workdir, out = pathlib.Path(args.workdir), pathlib.Path(args.out)
   rng = np.random.default_rng(args.seed)
 
-  fit = tracks.ensure_fit(workdir, cli.run_config(files.read_config(workdir)).sample,
-                          progress=True)
+  fit = tracks.ensure_fit(
+      generator.load_sampler(workdir, cli.run_config(files.read_config(workdir)).sample),
+      progress=True)
   run_config = cli.run_config(files.read_config(workdir))
   train_bounds, train_source = tracks.training_tracks(run_config)
   train_rows = data.open_embeddings(run_config.data.train)

@@ -8,7 +8,7 @@ The defaults write the shipped data/ byte for byte. Override a field as
 import ml_collections
 from ml_collections import config_dict
 
-from rfp.audio import corpus
+from rfp.audio import packages
 
 
 def get_config():
@@ -20,10 +20,10 @@ def get_config():
       seed=0,  # Splits, training, queries.
 
       # Debian packages, comma-separated.
-      music_packages=','.join(corpus.MUSIC_PACKAGES),  # Music of R, G, D and the fingerprinter.
-      noise_packages=','.join(corpus.NOISE_PACKAGES),  # Background noise.
+      music_packages=','.join(packages.MUSIC_PACKAGES),  # Music of R, G, D and the fingerprinter.
+      noise_packages=','.join(packages.NOISE_PACKAGES),  # Background noise.
       # Music that only trains the fingerprinter, on top of fp_minutes; '' for
-      # none. Unset: corpus.FINGERPRINTER_PACKAGES with retrain_fingerprinter,
+      # none. Unset: packages.FINGERPRINTER_PACKAGES with retrain_fingerprinter,
       # else none (the shipped weights record their own training music).
       fp_packages=config_dict.placeholder(str),
 

@@ -12,7 +12,7 @@ import jax
 import ml_collections
 import orbax.checkpoint as ocp
 
-from rfp import files
+from rfp import data, files
 from rfp.errors import InputError
 
 
@@ -67,7 +67,7 @@ def load_run(workdir, which='best'):
   """
   workdir = pathlib.Path(workdir)
   config = ml_collections.ConfigDict(files.read_config(workdir))
-  stats = files.read_stats(workdir)
+  stats = data.Stats.from_json(files.read_json(files.run_file(workdir, 'stats.json')))
   manager = _manager(workdir, which)
   if manager.latest_step() is None:
     raise InputError(f'{workdir}: no {which} checkpoint in ckpt/{which}; train first')

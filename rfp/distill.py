@@ -21,7 +21,7 @@ evaluate.py use it unchanged, plus
     WORKDIR/pairs/pairs-NNNNN.npy   the teacher's rows (normalised, float32) of one chunk of noise
 
 The noise of chunk c is that of shard `PAIR_SHARDS + c` of `train.seed` as
-`rfp.sampling` draws it, far from any shard sample.py writes, so neither the
+`rfp.noise` draws it, far from any shard sample.py writes, so neither the
 validation rows (shard 0) nor later samples reuse the noise the student
 learned from. Chunks are written atomically and kept, so an interrupted run
 regenerates only the missing ones; training resumes like `rfp.training`.
@@ -43,13 +43,13 @@ import numpy as np
 import optax
 from tqdm import tqdm
 
-from rfp import (calibration, checkpoint, data, files, flow, model as model_lib, sampling,
-                 sharding, training)
+from rfp import (calibration, checkpoint, data, files, flow, generator, model as model_lib,
+                 noise as noise_lib, sharding, training)
 from rfp.errors import InputError
 from rfp.evaluation import hardness
 
 FILE = 'distill.json'
-CHUNK_ROWS = 16_384  # Pairs per file: a multiple of `sampling.BLOCK_ROWS`.
+CHUNK_ROWS = 16_384  # Pairs per file: a multiple of `noise.BLOCK_ROWS`.
 PAIR_SHARDS = 1 << 30  # Shard id of chunk 0's noise (sample.py's shards count from 0).
 SOLVER = 'euler'  # The student's: on straight paths every solver step is the same.
 # The student's own noise scale, chosen like the teacher's (`rfp.calibration`)
@@ -90,8 +90,8 @@ def train_step(model, optimizer, state, z_bd, x_bd, key, steps, reflow):
 
 
 def noise_rows(seed, shard, n, dim, batch_size, mesh):
-  """Rows [0, n) of a shard's noise, as `sampling.generate_rows` draws them."""
-  noise = sampling.make_noise(dim, batch_size, mesh)
+  """Rows [0, n) of a shard's noise, as `generator.generate_rows` draws them."""
+  noise = noise_lib.make_noise(dim, batch_size, mesh)
   return np.concatenate([jax.device_get(noise(np.uint32(seed), np.int32(shard), np.int32(s)))
                          for s in range(0, n, batch_size)])[:n]
 
@@ -117,8 +117,8 @@ def make_pairs(workdir, teacher_generate, teacher_params, seed, pairs, dim, batc
   for c in tqdm(range(len(sizes)), desc='teacher pairs', unit='chunk', disable=not progress):
     path = chunk_path(workdir, c)
     if not path.exists():
-      rows = sampling.generate_rows(teacher_generate, teacher_params, seed, PAIR_SHARDS + c,
-                                    sizes[c], dim, batch_size, mesh)
+      rows = generator.generate_rows(teacher_generate, teacher_params, seed, PAIR_SHARDS + c,
+                                     sizes[c], dim, batch_size, mesh)
       tmp = path.with_name(path.name + '.tmp')
       with open(tmp, 'wb') as f:
         np.save(f, rows.astype(np.float32))
@@ -208,9 +208,9 @@ def distill_and_evaluate(config, workdir, stop_after=None, progress=True):
     raise InputError(f'train.batch_size={cfg.batch_size} is not a multiple of the '
                      f'{mesh.devices.size} devices')
   batch = sharding.round_up(config.sample.batch_size, mesh)
-  teacher_generate = sampling.make_generator(model, teacher_run.sample.steps,
-                                             teacher_run.sample.solver, mesh,
-                                             temperature=temperature)
+  teacher_generate = generator.make_generator(model, teacher_run.sample.steps,
+                                              teacher_run.sample.solver, mesh,
+                                              temperature=temperature)
   z_nd, x_nd = make_pairs(workdir, teacher_generate, teacher_params, cfg.seed, cfg.distill_pairs,
                           dim, batch, mesh, progress)
 
@@ -233,18 +233,18 @@ def distill_and_evaluate(config, workdir, stop_after=None, progress=True):
       lambda s, z, x, k, reflow=reflow: train_step(model, optimizer, s, z, x, k,
                                                    cfg.distill_steps, reflow),
       donate_argnums=0) for reflow in (False, True)}
-  generate = sampling.make_generator(model, cfg.distill_steps, SOLVER, mesh)
+  generate = generator.make_generator(model, cfg.distill_steps, SOLVER, mesh)
   emb = data.open_embeddings(config.data.train)
   val_rows = data.split_rows(emb.n, config.data.val_fraction, config.data.val_max, cfg.seed,
                              config.data.val_block_rows)
   probes, real = training.probe_sets(config, emb, val_rows)
   n_val = min(len(val_rows), cfg.val_samples)
   probe_sizes = hardness.probe_sizes(n_val, len(real))
-  sphere = sampling.resolve_sphere(config.sample.sphere, files.read_summary(workdir))
+  sphere = generator.resolve_sphere(config.sample.sphere, files.read_summary(workdir))
 
   def val_rows_of(generate_fn, params):
     # Shard 0 of the training seed, as `rfp.training` validates: held-out noise.
-    return sampling.generate_rows(generate_fn, params, cfg.seed, 0, n_val, dim, batch, mesh)
+    return generator.generate_rows(generate_fn, params, cfg.seed, 0, n_val, dim, batch, mesh)
 
   def embedded(x):
     x = stats.denormalize(x)
@@ -324,8 +324,8 @@ def distill_and_evaluate(config, workdir, stop_after=None, progress=True):
     best_state, _ = checkpoint.restore(best, state)
 
     def gaps_to_teacher(temperature):
-      generate_t = sampling.make_generator(model, cfg.distill_steps, SOLVER, mesh,
-                                           temperature=temperature)
+      generate_t = generator.make_generator(model, cfg.distill_steps, SOLVER, mesh,
+                                            temperature=temperature)
       gaps = hardness.probe_gaps(probes, real, embedded(val_rows_of(generate_t,
                                                                     best_state['params'])),
                                  probe_sizes)

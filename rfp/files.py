@@ -14,7 +14,6 @@ import pathlib
 import shutil
 import socket
 
-from rfp import data
 from rfp.errors import InputError
 
 
@@ -118,11 +117,6 @@ def run_file(workdir, name):
 def read_config(workdir):
   """The config dict a run was trained with (its config.json)."""
   return read_json(run_file(workdir, 'config.json'))
-
-
-def read_stats(workdir):
-  """The normalisation `data.Stats` a run was trained with (its stats.json)."""
-  return data.Stats.from_json(read_json(run_file(workdir, 'stats.json')))
 
 
 def read_summary(workdir):

@@ -21,6 +21,7 @@ import pathlib
 
 import numpy as np
 
+from rfp.bounds import bounds_from_ids
 from rfp.errors import InputError
 
 NMFP_COLUMNS = ('file_name', 'start', 'end', 'emb_dim')
@@ -109,8 +110,8 @@ def write_nafp(out, reference_nd, track_queries_nd, distractors_nd, train_nd):
 def _write_nmfp_database(folder, x_nd, track_n, prefix):
   folder.mkdir(parents=True, exist_ok=True)
   _write_mm(folder / 'database.mm', x_nd)
-  changes = np.flatnonzero(np.diff(track_n)) + 1
-  starts, ends = np.append(0, changes), np.append(changes, len(track_n))
+  bounds = bounds_from_ids(track_n)
+  starts, ends = bounds[:-1], bounds[1:]
   with open(folder / 'database.csv', 'w', newline='') as f:
     w = csv.writer(f)
     w.writerow(NMFP_COLUMNS)

@@ -18,12 +18,8 @@ import faiss
 import numpy as np
 
 from rfp.errors import InputError
-from rfp.rows import CHUNK_ROWS, sample_rows
+from rfp.rows import CHUNK_ROWS, SEARCH_BATCH, sample_rows
 
-# Queries per faiss call: each scans nprobe/nlist of the database (15% at the
-# systems' settings), so at 100M rows a batch takes a minute or two on a CPU,
-# and the progress shown between batches stays alive.
-SEARCH_BATCH = 512
 # faiss warns below 39 training points per centroid (k-means quality) and
 # cannot train a product quantizer with fewer points than centroids.
 MIN_POINTS_PER_CENTROID = 39

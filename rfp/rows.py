@@ -15,6 +15,11 @@ from tqdm import tqdm
 from rfp.errors import InputError
 
 CHUNK_ROWS = 1 << 16
+# Queries per index search (`rfp.retrieval`, `rfp.evaluation.sequences`): each
+# scans nprobe/nlist of the database (15% at the systems' settings), so at 100M
+# rows a batch takes a minute or two on a CPU, and the progress shown between
+# batches stays alive.
+SEARCH_BATCH = 512
 
 
 class Rows:

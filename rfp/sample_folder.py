@@ -15,11 +15,11 @@ rows already sampled never starts it.
 
 import io
 import pathlib
-import time
 
 import numpy as np
 
-from rfp import data, files, rows as rows_lib
+from rfp import data, files
+from rfp.bounds import stack_bounds
 from rfp.errors import InputError
 
 DTYPES = ('float16', 'float32')
@@ -31,8 +31,6 @@ FORMAT = 'rfp-samples/1'
 IDENTITY = ('format', 'n', 'shards', 'rows_per_shard', 'dim', 'dtype', 'seed', 'solver',
             'steps', 'matmul_dtype', 'sphere', 'temperature', 'noise', 'checkpoint.step', 'model',
             'tracks')
-# Shard size when evaluation samples its own rows.
-EVAL_SHARD_ROWS = 1 << 20
 
 
 def rows_per_shard(n, shards):
@@ -75,7 +73,7 @@ def check_shard(path, rows, dim, dtype):
   return None
 
 
-def _read_bounds(folder, shard):
+def _read_shard_bounds(folder, shard):
   return np.load(bounds_path(folder, shard), allow_pickle=False)
 
 
@@ -85,7 +83,7 @@ def check_bounds(folder, shard, rows):
   if not path.is_file():
     return 'missing its bounds file'
   try:
-    bounds = _read_bounds(folder, shard)
+    bounds = _read_shard_bounds(folder, shard)
   except (OSError, ValueError) as e:
     return f'unreadable bounds ({e})'
   if (bounds.ndim != 1 or len(bounds) < 2 or bounds[0] != 0 or bounds[-1] != rows
@@ -94,24 +92,21 @@ def check_bounds(folder, shard, rows):
   return None
 
 
-def track_bounds(folder, manifest=None):
-  """Track bounds over all shards' rows concatenated (shard order): int64
-  `[tracks + 1]`, each track's first row, then the row count, as
-  `rfp.evaluation.sequences` takes them. InputError (one line) if the folder
+def read_bounds(folder, manifest=None):
+  """The track bounds (`rfp.bounds`) of a folder's rows, all shards
+  concatenated in shard order. InputError (one line) if the folder
   holds i.i.d. rows, or a shard's bounds are missing or wrong."""
   manifest = read_manifest(folder) if manifest is None else manifest
   if 'tracks' not in manifest:
     raise InputError(f'{folder}: holds i.i.d. rows, not tracks; sample with '
                      '--config.sample.tracks=True for track bounds')
-  firsts, offset = [], 0
   for i, rows in enumerate(manifest['rows_per_shard']):
     problem = check_bounds(folder, i, rows)
     if problem:
       raise InputError(f'{bounds_path(folder, i)}: shard {i} of {len(manifest["rows_per_shard"])} '
                        f'is {problem}; re-run the sample.py command in the manifest')
-    firsts.append(_read_bounds(folder, i)[:-1].astype(np.int64) + offset)
-    offset += rows
-  return np.append(np.concatenate(firsts), offset).astype(np.int64)
+  return stack_bounds([_read_shard_bounds(folder, i).astype(np.int64)
+                       for i in range(len(manifest['rows_per_shard']))])
 
 
 def check_disk(folder, todo, rows, dim, dtype):
@@ -184,80 +179,3 @@ def shard_rows(shard):
   plain file reads, not its memory map: a pass over 100M rows then leaves no
   mapped pages resident, only one chunk."""
   return data.Embeddings(pathlib.Path(shard.filename), shard.shape, shard.dtype, shard.offset)
-
-
-def _manifest_or_none(folder):
-  try:
-    return read_manifest(folder)
-  except InputError:
-    return None
-
-
-def find(workdir, needed, minimum, seed, tracks=False):
-  """(folder, shards or None, manifest or None) for an evaluation's synthetic rows
-  (synthetic tracks if `tracks`, in WORKDIR/samples-tracks).
-
-  A complete folder of the run's best checkpoint with at least `minimum` rows
-  is opened (e.g. one written by `sample.py`; repeats then share rows where it
-  holds fewer than `needed`); otherwise shards are None and folder is where to
-  sample `needed` rows (resuming it if it was cut off).
-  """
-  workdir = pathlib.Path(workdir)
-  step = files.checkpoint_step(workdir, 'best')
-  default = workdir / ('samples-tracks' if tracks else 'samples')
-  for folder in [default] + sorted(workdir.glob(f'{default.name}-*')):
-    manifest = _manifest_or_none(folder)
-    if (manifest and manifest.get('n', 0) >= minimum and ('tracks' in manifest) == tracks
-        and manifest.get('checkpoint', {}).get('step') == step):
-      try:
-        return folder, open_samples(folder, manifest), manifest
-      except InputError:  # Cut off: resumed by the caller if it is the right size.
-        pass
-  manifest = _manifest_or_none(default)
-  if manifest is None or (manifest.get('n'), manifest.get('seed'),
-                          manifest.get('checkpoint', {}).get('step')) == (needed, seed, step):
-    return default, None, None
-  return workdir / f'{default.name}-{step}-{needed}-{seed}', None, None
-
-
-def synthetic_rows(folder, sample_cfg, workdir, dim, needed, minimum, seed, progress=True,
-                   check=True):
-  """An evaluation's synthetic rows as one row source, sampling them first if need be.
-
-  `folder` names a folder of shards (`eval.synthetic`); otherwise `needed` rows come
-  from the run's best checkpoint with the settings of `sample_cfg` (a
-  `sample` config section: `sample.tracks` samples tracks), sampled into
-  WORKDIR/samples unless a complete folder of at least `minimum` rows is
-  already there. Every row is checked for NaN/Inf (one pass) unless not
-  `check`. Returns (rows, their track bounds or None for i.i.d. rows, info dict).
-  """
-  sampled_now, seconds, t0 = False, {}, time.perf_counter()
-  if folder:
-    folder, shards = pathlib.Path(folder), None
-    if not folder.is_dir():
-      raise InputError(f'{folder}: synthetic shard folder (eval.synthetic) not found')
-  else:
-    folder, shards, manifest = find(workdir, needed, minimum, seed, bool(sample_cfg.tracks))
-    if shards is None:
-      from rfp import sampling  # pylint: disable=g-import-not-at-top  (JAX, only to sample)
-      sample_cfg = sample_cfg.copy_and_resolve_references()
-      sample_cfg.n, sample_cfg.seed = needed, seed
-      sample_cfg.shards = -(-needed // EVAL_SHARD_ROWS)
-      sampling.write_samples(workdir, folder, sample_cfg, progress=progress)
-      sampled_now, seconds['sample'] = True, time.perf_counter() - t0
-  if shards is None:
-    manifest = read_manifest(folder)
-    shards = open_samples(folder, manifest)
-  rows = rows_lib.Stack([shard_rows(a) for a in shards])
-  if rows.dim != dim:
-    raise InputError(f'{folder}: synthetic rows have dimension {rows.dim}, the references {dim}')
-  if check:
-    t1 = time.perf_counter()
-    rows_lib.check_files_finite(rows.parts, progress)
-    seconds['check'] = time.perf_counter() - t1
-  bounds = track_bounds(folder, manifest) if 'tracks' in manifest else None
-  return rows, bounds, {'folder': str(folder), 'rows': rows.n, 'sampled_now': sampled_now,
-                        'seconds': seconds,
-                        'tracks': bounds is not None,
-                        **{k: manifest.get(k) for k in ('seed', 'solver', 'steps', 'dtype',
-                                                        'sphere', 'temperature', 'checkpoint')}}

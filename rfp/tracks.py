@@ -5,7 +5,7 @@ rows; only their noise differs. Window t of a track starts from
 
     z_t = s_0 eps_t + sum_k s_k u_k,t,      s_k = sqrt(w_k),  s_0 = sqrt(1 - sum_k w_k)
 
-where eps is the row sampler's own noise (`rfp.sampling.make_noise`) and u_k
+where eps is the row sampler's own noise (`rfp.noise.make_noise`) and u_k
 are independent stationary AR(1) processes of fixed rates a_k (`RATES`; rate
 1 holds one value for the whole track), restarted at each track's first
 window. Every window's noise is exactly N(0, I), so each window is
@@ -37,9 +37,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rfp import calibration, checkpoint, data, files, model as model_lib
-from rfp import sampling, sharding, temporal
-from rfp.evaluation.sequences import bounds_from_ids
+from rfp import data, files, noise as noise_lib, sharding, temporal
+from rfp.bounds import bounds_from_ids
 
 FILE = 'temporal.json'
 GENERATOR = 'ar-noise/1'
@@ -119,13 +118,13 @@ def make_track_noise(dim, batch_size, mesh, rates=RATES):
   """
   a_k = np.asarray(rates, np.float32)
   c_k = np.sqrt(1.0 - a_k.astype(np.float64) ** 2).astype(np.float32)
-  eps = sampling.batch_normal(batch_size, (dim,))
-  innovations = sampling.batch_normal(batch_size, (len(rates), dim), salt=1)
+  eps = noise_lib.batch_normal(batch_size, (dim,))
+  innovations = noise_lib.batch_normal(batch_size, (len(rates), dim), salt=1)
 
   @functools.partial(jax.jit, out_shardings=(sharding.batch_sharding(mesh),
                                              sharding.replicated(mesh)))
   def noise(seed, shard, start, u_kd, first_b, scale_bk):
-    key = sampling.shard_key(seed, shard)
+    key = noise_lib.shard_key(seed, shard)
 
     def step(u_kd, row):
       eps_d, e_kd, first, scale_k = row
@@ -188,34 +187,25 @@ def read(workdir):
   return files.read_json(path) if path.exists() else None
 
 
-def ensure_fit(workdir, sample_cfg, progress=False, devices=None):
-  """The run's temporal fit for the sampler settings of `sample_cfg`, computed
-  and saved as WORKDIR/temporal.json unless it is there for those settings."""
-  workdir = pathlib.Path(workdir)
-  run_config, params, stats, meta = checkpoint.load_run(workdir, sample_cfg.checkpoint)
-  model_cfg = run_config.model.copy_and_resolve_references()
-  model_cfg.dtype = sample_cfg.matmul_dtype or model_cfg.dtype
-  sampler = {'checkpoint': sample_cfg.checkpoint, 'step': meta['step'],
-             'temperature': calibration.temperature(sample_cfg, workdir, meta['step']),
-             'solver': sample_cfg.solver, 'steps': int(sample_cfg.steps),
-             'sphere': sampling.resolve_sphere(sample_cfg.sphere, files.read_summary(workdir)),
-             'matmul_dtype': model_cfg.dtype}
+def ensure_fit(sampler, progress=False, devices=None):
+  """The temporal fit of a run's `rfp.generator.Sampler`, computed and saved as
+  WORKDIR/temporal.json unless it is there for the sampler's settings."""
+  workdir, run_config = sampler.workdir, sampler.run_config
   saved = read(workdir)
-  if (saved and saved.get('sampler') == sampler and saved.get('generator') == GENERATOR
+  if (saved and saved.get('sampler') == sampler.settings and saved.get('generator') == GENERATOR
       and saved.get('rates') == list(RATES)):
     return saved
   bounds, source = training_tracks(run_config)
   real = data.open_embeddings(run_config.data.train)
   mesh = sharding.data_mesh(devices or jax.local_devices())
-  generate = sampling.make_generator(
-      model_lib.from_config(model_cfg), sampler['steps'], sampler['solver'], mesh, stats=stats,
-      sphere=sampler['sphere'], temperature=sampler['temperature'])
-  response = measure_response(generate, sharding.put_replicated(params, mesh), model_cfg.dim,
-                              jax.random.key(FIT_SEED, impl=sampling.RNG_IMPL),
+  response = measure_response(sampler.generator(mesh),
+                              sharding.put_replicated(sampler.params, mesh),
+                              sampler.model_cfg.dim,
+                              jax.random.key(FIT_SEED, impl=noise_lib.RNG_IMPL),
                               pairs=sharding.round_up(RESPONSE_PAIRS, mesh))
   count = len(bounds) - 1
   chosen = np.unique(np.linspace(0, count - 1, min(count, FIT_TRACKS)).astype(np.int64))
-  saved = {'sampler': sampler, **fit(response, real, bounds, chosen),
+  saved = {'sampler': sampler.settings, **fit(response, real, bounds, chosen),
            'source': {'train': str(run_config.data.train), 'tracks': source,
                       'tracks_used': len(chosen), 'tracks_in_file': count}}
   files.write_json(workdir / FILE, saved)

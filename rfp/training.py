@@ -27,8 +27,8 @@ import numpy as np
 import optax
 from tqdm import tqdm
 
-from rfp import (calibration, checkpoint, data, files, flow, metrics, model as model_lib,
-                 sampling, sharding, tracks)
+from rfp import (calibration, checkpoint, data, files, flow, generator, metrics,
+                 model as model_lib, sharding, tracks)
 from rfp.errors import InputError
 from rfp.evaluation import hardness
 
@@ -251,19 +251,19 @@ def train_and_evaluate(config, workdir, stop_after=None, progress=True):
 
   step_fn = jax.jit(lambda s, x, k: train_step(model, optimizer, s, x, k, config.train.time_dist,
                                                config.train.ema_decay), donate_argnums=0)
-  generate = sampling.make_generator(model, config.sample.steps, config.sample.solver, mesh)
+  generate = generator.make_generator(model, config.sample.steps, config.sample.solver, mesh)
   x_val = emb.take(val_rows[:config.train.val_samples])
   val_moments = metrics.moments(x_val)
   probes, real = probe_sets(config, emb, val_rows)
   probe_sizes = hardness.probe_sizes(len(x_val), len(real))
-  sphere = sampling.resolve_sphere(config.sample.sphere, summary)
+  sphere = generator.resolve_sphere(config.sample.sphere, summary)
   step_keys = jax.random.fold_in(root, 2)
 
   def val_samples(params, generate_fn):
     # Shard 0 of the training seed: the same noise every epoch, so epochs compare.
-    x = stats.denormalize(sampling.generate_rows(generate_fn, params, config.train.seed, 0,
-                                                 len(x_val), config.model.dim,
-                                                 config.sample.batch_size, mesh))
+    x = stats.denormalize(generator.generate_rows(generate_fn, params, config.train.seed, 0,
+                                                  len(x_val), config.model.dim,
+                                                  config.sample.batch_size, mesh))
     return x / np.linalg.norm(x, axis=1, keepdims=True) if sphere else x
 
   def validate(params):
@@ -337,8 +337,8 @@ def train_and_evaluate(config, workdir, stop_after=None, progress=True):
     params = checkpoint.sampled_params(best_state)
 
     def gaps_at(temperature):
-      generate_t = sampling.make_generator(model, config.sample.steps, config.sample.solver,
-                                           mesh, temperature=temperature)
+      generate_t = generator.make_generator(model, config.sample.steps, config.sample.solver,
+                                            mesh, temperature=temperature)
       return hardness.probe_gaps(probes, real, val_samples(params, generate_t), probe_sizes)
 
     saved = calibration.calibrate(gaps_at, meta['best_step'])
@@ -347,6 +347,6 @@ def train_and_evaluate(config, workdir, stop_after=None, progress=True):
       print(f'sampling temperature {saved["temperature"]:g} (probe gaps of the best checkpoint, '
             f'{workdir / calibration.FILE})')
   if step == total_steps:  # The track generator's noise, fitted for the calibrated sampler.
-    tracks.ensure_fit(workdir, config.sample, progress=progress)
+    tracks.ensure_fit(generator.load_sampler(workdir, config.sample), progress=progress)
   return {'step': step, 'total_steps': total_steps, 'records': records, **meta,
           'temperature': saved and saved['temperature']}

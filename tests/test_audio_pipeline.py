@@ -9,7 +9,7 @@ import sys
 import pytest
 
 import build_data
-from rfp.audio import corpus, fingerprinter, training
+from rfp.audio import fingerprinter, packages, training
 from rfp.audio.workdir import write_json
 from audio_helpers import build_config, catalog_of, music
 from conftest import ROOT
@@ -81,7 +81,7 @@ def test_the_config_defaults_are_the_shipped_builds():
   assert (build.work_dir, build.out_dir, build.fp_minutes) == ('work', 'data', 150)
   assert (build.reference_rows, build.flow_rows, build.distractor_rows) == (12_000, 55_000, 75_000)
   assert (build.fp_steps, build.fp_batch, build.fp_per_track, build.fp_lr) == (4500, 64, 4, 5e-4)
-  assert build.music_packages.split(',') == list(corpus.MUSIC_PACKAGES)
+  assert build.music_packages.split(',') == list(packages.MUSIC_PACKAGES)
   assert build.fp_packages is None and not build.retrain_fingerprinter and not build.replace_shipped_weights
 
 

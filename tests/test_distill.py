@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from rfp import checkpoint, cli, distill, files, metrics, model as model_lib, sampling, sharding
+from rfp import checkpoint, cli, distill, files, generator, metrics, model as model_lib, sharding
 from rfp.errors import InputError
 from conftest import ROOT, SCRIPT_ENV, config_flags, mixture, tiny_config, tiny_items
 
@@ -40,10 +40,10 @@ def _samples(workdir, n=2000, seed=7):
   mesh = sharding.data_mesh()
   temperature = json.loads((workdir / 'calibration.json').read_text())
   assert temperature['step'] == meta['step']
-  generate = sampling.make_generator(model_lib.from_config(config.model), config.sample.steps,
-                                     config.sample.solver, mesh,
-                                     temperature=temperature['temperature'])
-  rows = sampling.generate_rows(generate, params, seed, 0, n, config.model.dim, 1000, mesh)
+  generate = generator.make_generator(model_lib.from_config(config.model), config.sample.steps,
+                                      config.sample.solver, mesh,
+                                      temperature=temperature['temperature'])
+  rows = generator.generate_rows(generate, params, seed, 0, n, config.model.dim, 1000, mesh)
   return stats.denormalize(rows)
 
 
@@ -117,10 +117,10 @@ def test_sample_py_samples_the_student_with_one_evaluation(student_run, tmp_path
   assert manifest['distilled_from'] == json.loads((workdir / distill.FILE).read_text())
   config, params, stats, _ = checkpoint.load_run(workdir)
   mesh = sharding.data_mesh()
-  generate = sampling.make_generator(model_lib.from_config(config.model), 1, 'euler', mesh,
-                                     stats=stats, sphere=manifest['sphere'],
-                                     temperature=temperature)
-  expected = sampling.generate_rows(generate, params, 0, 0, 1500, config.model.dim, 500, mesh)
+  generate = generator.make_generator(model_lib.from_config(config.model), 1, 'euler', mesh,
+                                      stats=stats, sphere=manifest['sphere'],
+                                      temperature=temperature)
+  expected = generator.generate_rows(generate, params, 0, 0, 1500, config.model.dim, 500, mesh)
   np.testing.assert_allclose(np.load(out / 'shard-00000.npy'), expected, atol=2e-3)
 
 

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from conftest import tiny_config
-from rfp import retrieval, rows
+from rfp import bounds as bounds_lib, retrieval, rows
 from rfp.errors import InputError
-from rfp.evaluation import hardness, inputs, scaling, sequences
+from rfp.evaluation import hardness, inputs, rates, scaling, sequences
 
 
 def _unit(x):
@@ -14,7 +14,7 @@ def _unit(x):
 
 
 def _toy_inputs(refs, q, gt, tracks, seqs=None):
-  bounds = sequences.bounds_from_ids(tracks if tracks is not None else np.zeros(len(refs)))
+  bounds = bounds_lib.bounds_from_ids(tracks if tracks is not None else np.zeros(len(refs)))
   return inputs.Inputs(
       reference=rows.ArrayRows(refs), queries_qd=q, query_rows=np.arange(len(q)),
       ground_truth=gt, true_scores=np.einsum('qd,qd->q', q, refs[gt]), tracks=tracks,
@@ -25,9 +25,9 @@ def test_hit_rates_by_hand():
   tracks = np.array([0, 0, 0, 1, 1, 1])
   gt = np.array([1, 1, 4, 4, 2])
   ids = np.array([[1, 7], [2, 1], [7, 4], [3, 4], [-1, -1]])  # Row 7 is a distractor.
-  out = scaling.hit_rates(ids, gt, n_refs=6, tracks=tracks)
+  out = rates.hit_rates(ids, gt, n_refs=6, track_id_of_row=tracks)
   assert out == {'hr1': 0.2, 'topk': 0.8, 'track1': 0.6, 'near1': 0.6}
-  assert scaling.hit_rates(ids, gt, n_refs=6) == {'hr1': 0.2, 'topk': 0.8}
+  assert rates.hit_rates(ids, gt, n_refs=6) == {'hr1': 0.2, 'topk': 0.8}
 
 
 def test_hr1_and_hardness_on_a_toy_with_a_known_answer():
@@ -70,7 +70,7 @@ def test_distractor_sets_are_fresh_per_repeat():
 
 def test_real_sets_are_whole_tracks_and_synthetic_tracks_are_cut_at_slice_ends():
   lengths = np.array([50, 120, 30, 200, 80, 20, 300, 200])
-  bounds = sequences.track_bounds(np.cumsum(np.concatenate([[0], lengths[:-1]])), 1000)
+  bounds = bounds_lib.track_bounds(np.cumsum(np.concatenate([[0], lengths[:-1]])), 1000)
   pool = rows.ArrayRows(np.arange(1000, dtype=np.float32)[:, None])
   track_of = np.repeat(np.arange(8), lengths)
   sets, _ = scaling.distractor_sets('real', pool, 333, 4, seed=1, bounds=bounds)
@@ -96,7 +96,7 @@ def test_multi_segment_queries_on_a_toy_with_a_known_answer():
   q_qld = _unit(refs[gt[:, None] + np.arange(4)] + 0.05 * rng.normal(size=(20, 4, dim)))
   copies = q_qld[:10].reshape(-1, dim)
   distractors = np.concatenate([_unit(rng.normal(size=(60, dim))), copies])
-  d_bounds = sequences.track_bounds([0, 60], 100)
+  d_bounds = bounds_lib.track_bounds([0, 60], 100)
   seqs = inputs.Sequences(q_qld, np.arange(20), gt, (1, 4), {
       n: sequences.start_scores(q_qld[:, :n], rows.ArrayRows(refs), gt[:, None])[:, 0]
       for n in (1, 4)})
@@ -127,5 +127,5 @@ def test_sequence_hit_rates_by_hand():
   # Exact; near; same track, far; other track; near; a distractor; nothing;
   # one segment off but in the next track.
   best = np.array([3, 4, 9, 12, 11, 25, -1, 10])
-  assert scaling.sequence_hit_rates(best, gt, tracks, 20) == {
+  assert rates.sequence_hit_rates(best, gt, tracks, 20) == {
       'hr1': 1 / 8, 'near1': 3 / 8, 'track1': 4 / 8}

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from conftest import unit_rows
-from rfp import retrieval, rows
+from rfp import bounds as bounds_lib, retrieval, rows
 from rfp.errors import InputError
-from rfp.evaluation import scaling, sequences
+from rfp.evaluation import rates, sequences
 
 DIM = 16
 
@@ -34,15 +34,15 @@ def _brute_force(q_qld, x_nd, bounds):
 
 
 def test_bounds_from_starts_ids_and_stacks():
-  np.testing.assert_array_equal(sequences.track_bounds([0, 4, 9], 12), [0, 4, 9, 12])
-  np.testing.assert_array_equal(sequences.bounds_from_ids([7, 7, 3, 3, 3, 7]), [0, 2, 5, 6])
-  stacked = sequences.stack_bounds([np.array([0, 4, 9]), np.array([0, 5])])
+  np.testing.assert_array_equal(bounds_lib.track_bounds([0, 4, 9], 12), [0, 4, 9, 12])
+  np.testing.assert_array_equal(bounds_lib.bounds_from_ids([7, 7, 3, 3, 3, 7]), [0, 2, 5, 6])
+  stacked = bounds_lib.stack_bounds([np.array([0, 4, 9]), np.array([0, 5])])
   np.testing.assert_array_equal(stacked, [0, 4, 9, 14])
   for starts, n in (([1, 4], 9), ([0, 4, 4], 9), ([0, 9], 9), ([0, 5, 3], 9)):
     with pytest.raises(InputError):
-      sequences.track_bounds(starts, n)
+      bounds_lib.track_bounds(starts, n)
   np.testing.assert_array_equal(
-      sequences.valid_starts([-1, 0, 1, 2, 3, 4, 5, 8, 9], np.array([0, 4, 9]), 3),
+      bounds_lib.valid_starts([-1, 0, 1, 2, 3, 4, 5, 8, 9], np.array([0, 4, 9]), 3),
       [False, True, True, False, False, True, True, False, False])
 
 
@@ -50,8 +50,8 @@ def test_a_query_of_consecutive_segments_finds_its_run():
   # References: tracks of 40, 30 and 50 rows; distractors: two tracks of 60.
   refs, distractors = unit_rows(120, DIM, 1), unit_rows(120, DIM, 2)
   db = rows.Stack([rows.ArrayRows(refs), rows.ArrayRows(distractors)])
-  bounds = sequences.stack_bounds([sequences.track_bounds([0, 40, 70], 120),
-                                   sequences.track_bounds([0, 60], 120)])
+  bounds = bounds_lib.stack_bounds([bounds_lib.track_bounds([0, 40, 70], 120),
+                                    bounds_lib.track_bounds([0, 60], 120)])
   index = retrieval.build_index(db, _spec(), np.random.default_rng(0))
   length, gt = 5, np.array([0, 12, 35, 40, 64, 70, 115])
   q = _unit(refs[gt[:, None] + np.arange(length)] + 0.1 * unit_rows(len(gt) * length, DIM, 3)
@@ -61,22 +61,22 @@ def test_a_query_of_consecutive_segments_finds_its_run():
   exact = sequences.start_scores(q, db, gt[:, None])[:, 0]
   np.testing.assert_allclose(scores[:, 0], exact, rtol=1e-5)
   assert np.all(np.diff(scores, axis=1) <= 0)
-  assert scaling.sequence_hit_rates(starts[:, 0], gt, np.repeat([0, 1, 2], [40, 30, 50]),
-                                      120) == {'hr1': 1.0, 'near1': 1.0, 'track1': 1.0}
+  assert rates.sequence_hit_rates(starts[:, 0], gt, np.repeat([0, 1, 2], [40, 30, 50]),
+                                  120) == {'hr1': 1.0, 'near1': 1.0, 'track1': 1.0}
 
 
 def test_a_start_straddling_two_tracks_is_never_returned():
   x = unit_rows(30, DIM, 4)
-  db, bounds = rows.ArrayRows(x), sequences.track_bounds([0, 10, 20], 30)
+  db, bounds = rows.ArrayRows(x), bounds_lib.track_bounds([0, 10, 20], 30)
   # The query is rows 8..11 exactly: start 8 would score 1.0, but it runs
   # from the first track into the second.
   q = x[None, 8:12]
   index = retrieval.build_index(db, _spec(nlist=1, code_bytes=2), np.random.default_rng(0))
-  one_track = sequences.search_sequences(index, q, db, sequences.track_bounds([0], 30), k=30)
+  one_track = sequences.search_sequences(index, q, db, bounds_lib.track_bounds([0], 30), k=30)
   assert one_track[0][0, 0] == 8  # Allowed, it wins: the case is a real test.
   starts, scores = sequences.search_sequences(index, q, db, bounds, k=30, top=100)
   returned = starts[starts >= 0]
-  assert 8 not in returned and sequences.valid_starts(returned, bounds, 4).all()
+  assert 8 not in returned and bounds_lib.valid_starts(returned, bounds, 4).all()
   # k = every row: all valid starts are candidates, so the best is the exact best.
   best, where = _brute_force(q, x, bounds)
   assert starts[0, 0] == where[0] and scores[0, 0] == pytest.approx(best[0], rel=1e-5)
@@ -85,14 +85,14 @@ def test_a_start_straddling_two_tracks_is_never_returned():
 
 def test_a_query_longer_than_a_track_finds_nothing_in_it():
   x = unit_rows(25, DIM, 5)
-  db, bounds = rows.ArrayRows(x), sequences.track_bounds([0, 5], 25)
+  db, bounds = rows.ArrayRows(x), bounds_lib.track_bounds([0, 5], 25)
   # Eight segments: the first track's five rows, then three more rows.
   q = np.concatenate([x[:5], unit_rows(3, DIM, 6)])[None]
   index = retrieval.build_index(db, _spec(nlist=1, code_bytes=2), np.random.default_rng(0))
   starts, _ = sequences.search_sequences(index, q, db, bounds, k=25, top=50)
   assert np.all(starts[starts >= 0] >= 5)
   alone = rows.ArrayRows(x[:5])
-  (best, where), = sequences.exact_best_starts(q, alone, sequences.track_bounds([0], 5),
+  (best, where), = sequences.exact_best_starts(q, alone, bounds_lib.track_bounds([0], 5),
                                                [8]).values()
   assert best == -np.inf and where == -1
 
@@ -100,7 +100,7 @@ def test_a_query_longer_than_a_track_finds_nothing_in_it():
 @pytest.mark.parametrize('block', [1, 3, 5, 10_000])
 def test_exact_search_equals_brute_force_for_every_length_in_any_block_size(block):
   # Tracks shorter than, equal to and longer than the query.
-  bounds = sequences.track_bounds(np.cumsum([0, 7, 1, 12, 3, 4]), 47)
+  bounds = bounds_lib.track_bounds(np.cumsum([0, 7, 1, 12, 3, 4]), 47)
   x = unit_rows(47, DIM, 7)
   q = _unit(x[[2, 10, 30]][:, None] + 0.5 * unit_rows(12, DIM, 8).reshape(3, 4, DIM))
   got = sequences.exact_best_starts(q, rows.ArrayRows(x), bounds, [1, 2, 4], block)
@@ -114,7 +114,7 @@ def _noisy_runs(segments, every, seed):
   """400 rows in tracks of 50, queries: noisy runs of `segments` rows starting
   every `every` rows; (index, db, bounds, queries [q, segments, dim])."""
   x = unit_rows(400, DIM, seed)
-  db, bounds = rows.ArrayRows(x), sequences.track_bounds(np.arange(0, 400, 50), 400)
+  db, bounds = rows.ArrayRows(x), bounds_lib.track_bounds(np.arange(0, 400, 50), 400)
   gt = np.arange(0, 400 - 2 * segments, every)
   q = _unit(x[gt[:, None] + np.arange(segments)] + 0.3 * unit_rows(
       len(gt) * segments, DIM, seed + 1).reshape(len(gt), segments, DIM))
@@ -148,11 +148,11 @@ def test_bounds_must_cover_the_rows():
                                 np.random.default_rng(0))
   with pytest.raises(InputError, match='cover 20 rows'):
     sequences.search_sequences(index, x[None, :3], rows.ArrayRows(x),
-                               sequences.track_bounds([0], 20), k=5)
+                               bounds_lib.track_bounds([0], 20), k=5)
 
 
 def test_slice_bounds_cut_tracks_at_the_slice_ends():
-  bounds = sequences.track_bounds([0, 4, 9], 12)
-  np.testing.assert_array_equal(sequences.slice_bounds(bounds, 2, 10), [0, 2, 7, 8])
-  np.testing.assert_array_equal(sequences.slice_bounds(bounds, 4, 9), [0, 5])
-  np.testing.assert_array_equal(sequences.slice_bounds(np.array([0, 100]), 30, 60), [0, 30])
+  bounds = bounds_lib.track_bounds([0, 4, 9], 12)
+  np.testing.assert_array_equal(bounds_lib.slice_bounds(bounds, 2, 10), [0, 2, 7, 8])
+  np.testing.assert_array_equal(bounds_lib.slice_bounds(bounds, 4, 9), [0, 5])
+  np.testing.assert_array_equal(bounds_lib.slice_bounds(np.array([0, 100]), 30, 60), [0, 30])

@@ -9,9 +9,8 @@ import pytest
 
 from conftest import ROOT, SCRIPT_ENV, TINY, config_flags, mixture, unit_rows
 from configs import base
-from rfp import data, layouts
+from rfp import bounds as bounds_lib, data, layouts
 from rfp.errors import InputError
-from rfp.evaluation import sequences
 
 DIM = 8
 
@@ -51,8 +50,8 @@ def test_nmfp_files_read_back_to_the_same_rows_tracks_and_truth(tmp_path):
     emb = data.open_embeddings(out / folder / 'database.mm')  # Its shape from database.csv.
     np.testing.assert_array_equal(emb.read(0, emb.n), arrays[key])
     np.testing.assert_array_equal(
-        sequences.bounds_from_ids(layouts.nmfp_track_ids(out / folder / 'database.csv')),
-        sequences.bounds_from_ids(arrays[f'{key}_tracks']))
+        bounds_lib.bounds_from_ids(layouts.nmfp_track_ids(out / folder / 'database.csv')),
+        bounds_lib.bounds_from_ids(arrays[f'{key}_tracks']))
   paths, truth = layouts.read_nmfp_queries(out / 'queries', out / 'ground_truth.csv',
                                            out / 'reference' / 'database.csv')
   np.testing.assert_array_equal(truth, arrays['sequence_ground_truth'])

@@ -1,4 +1,4 @@
-"""Sample folders: shard layout, checks, and finding an evaluation's rows."""
+"""Sample folders: shard layout and checks."""
 
 import json
 
@@ -9,7 +9,7 @@ from rfp import sample_folder
 from rfp.errors import InputError
 
 
-def _folder(path, n=10, shards=2, dim=4, step=7, dtype='float16'):
+def make_folder(path, n=10, shards=2, dim=4, step=7, dtype='float16'):
   rows = sample_folder.rows_per_shard(n, shards)
   path.mkdir(parents=True)
   for i, r in enumerate(rows):
@@ -26,7 +26,7 @@ def test_rows_per_shard_are_even_and_sum_to_n():
 
 
 def test_shard_rows_stream_the_shards_in_order(tmp_path):
-  _folder(tmp_path / 's', n=11, shards=3)
+  make_folder(tmp_path / 's', n=11, shards=3)
   parts = [sample_folder.shard_rows(a) for a in sample_folder.open_samples(tmp_path / 's')]
   assert [p.n for p in parts] == [4, 4, 3]
   assert parts[2].read(0, 10)[:, 0].tolist() == [2.0, 2.0, 2.0]
@@ -40,23 +40,6 @@ def test_check_shard_says_what_is_wrong(tmp_path):
   np.save(path, np.zeros((5, 4), np.float32))
   assert 'expected (5, 4) float16' in sample_folder.check_shard(path, 5, 4, 'float16')
   assert sample_folder.check_shard(path, 5, 4, 'float32') is None
-
-
-def test_find_reuses_a_complete_folder_of_the_best_checkpoint(tmp_path):
-  (tmp_path / 'ckpt' / 'best' / '7').mkdir(parents=True)
-  _folder(tmp_path / 'samples', n=10, step=7)
-  folder, shards, _ = sample_folder.find(tmp_path, needed=20, minimum=10, seed=0)
-  assert folder == tmp_path / 'samples' and len(shards) == 2
-  # Too few rows: sample the needed ones beside it, never over it.
-  folder, shards, _ = sample_folder.find(tmp_path, needed=40, minimum=20, seed=0)
-  assert folder == tmp_path / 'samples-7-40-0' and shards is None
-
-
-def test_a_folder_of_an_older_checkpoint_is_not_reused(tmp_path):
-  (tmp_path / 'ckpt' / 'best' / '9').mkdir(parents=True)
-  _folder(tmp_path / 'samples', n=10, step=7)
-  folder, shards, _ = sample_folder.find(tmp_path, needed=10, minimum=10, seed=0)
-  assert shards is None and folder == tmp_path / 'samples-9-10-0'
 
 
 def test_read_manifest_refuses_other_folders(tmp_path):

@@ -29,34 +29,6 @@ def _write(workdir, out, n, shards, progress=False, devices=None, **settings):
   return sampling.write_samples(workdir, out, sample_cfg, progress=progress, devices=devices)
 
 
-def _reference_noise(seed, shard, start, rows, dim):
-  """Rows [start, start + rows) of a shard, straight from the block definition."""
-  first, last = start // sampling.BLOCK_ROWS, (start + rows - 1) // sampling.BLOCK_ROWS
-  z = np.concatenate([np.asarray(sampling.block_noise(seed, shard, b, dim))
-                      for b in range(first, last + 1)])
-  offset = start - first * sampling.BLOCK_ROWS
-  return z[offset:offset + rows]
-
-
-@pytest.mark.parametrize('num_devices', [1, 4])
-@pytest.mark.parametrize('batch', [256, 700, 1024, 2048, 3000])
-def test_noise_is_fixed_by_seed_shard_and_row(num_devices, batch):
-  mesh = sharding.data_mesh(jax.devices()[:num_devices])
-  batch = sharding.round_up(batch, mesh)
-  noise = sampling.make_noise(16, batch, mesh)
-  for shard, start in [(0, 0), (3, batch), (3, 5 * batch)]:
-    z = noise(np.uint32(7), np.int32(shard), np.int32(start))
-    assert z.sharding.num_devices == num_devices
-    np.testing.assert_array_equal(np.asarray(z), _reference_noise(7, shard, start, batch, 16))
-
-
-def test_noise_differs_between_shards_and_seeds():
-  a = np.asarray(sampling.block_noise(0, 0, 0, 16))
-  assert not np.allclose(a, sampling.block_noise(0, 1, 0, 16))
-  assert not np.allclose(a, sampling.block_noise(1, 0, 0, 16))
-  assert not np.allclose(a, sampling.block_noise(0, 0, 1, 16))
-
-
 def test_lookahead_keeps_order_and_at_most_depth_calls_in_flight():
   pulled = []
 
@@ -108,12 +80,6 @@ def test_manifest_and_sphere(trained_run, tmp_path):
   _write(workdir, tmp_path / 'raw', 1001, 4, seed=2, steps=3, solver='heun', sphere=False)
   raw = np.concatenate(sample_folder.open_samples(tmp_path / 'raw')).astype(np.float32)
   assert np.abs(np.linalg.norm(raw, axis=1) - 1).max() > 0.05
-
-
-def test_sphere_defaults_to_what_the_training_rows_are():
-  assert sampling.resolve_sphere(None, {'not_unit_norm': 0}) is True
-  assert sampling.resolve_sphere(None, {'not_unit_norm': 3}) is False
-  assert sampling.resolve_sphere(False, {'not_unit_norm': 0}) is False
 
 
 def test_resume_keeps_complete_shards_and_redoes_partial_ones(trained_run, tmp_path):

@@ -11,7 +11,8 @@ import ml_collections
 import numpy as np
 import pytest
 
-from rfp import cli, files, rows as rows_lib, sample_folder, sampling, sharding, temporal, tracks
+from rfp import (cli, files, generator, noise as noise_lib, rows as rows_lib, sample_folder,
+                 sampling, sharding, temporal, tracks)
 from rfp.errors import InputError
 from conftest import ROOT, SCRIPT_ENV, kill_when
 
@@ -27,11 +28,12 @@ def _write(workdir, out, n, shards, devices=None, **settings):
 def _reference_noise(seed, shard, bounds, profile_t, scales_pk, dim, rates=tracks.RATES):
   """A shard's track noise straight from its definition, one row at a time in float64."""
   rows = int(bounds[-1])
-  blocks = range(-(-rows // sampling.BLOCK_ROWS))
-  eps = np.concatenate([np.asarray(sampling.block_noise(seed, shard, b, dim)) for b in blocks])
-  key = sampling.shard_key(seed, shard)
+  blocks = range(-(-rows // noise_lib.BLOCK_ROWS))
+  eps = np.concatenate([np.asarray(noise_lib.block_noise(seed, shard, b, dim)) for b in blocks])
+  key = noise_lib.shard_key(seed, shard)
   e = np.concatenate([np.asarray(jax.random.normal(
-      jax.random.fold_in(jax.random.fold_in(key, b), 1), (sampling.BLOCK_ROWS, len(rates), dim)))
+      jax.random.fold_in(jax.random.fold_in(key, b), 1),
+      (noise_lib.BLOCK_ROWS, len(rates), dim)))
                       for b in blocks])
   a = np.asarray(rates)[:, None]
   z, u = np.zeros((rows, dim)), np.zeros((len(rates), dim))
@@ -86,7 +88,7 @@ def test_track_noise_is_unit_normal_and_correlated_as_fitted():
   # No AR weight: exactly the rows' noise.
   white = {'rates': list(tracks.RATES), 'scales': tracks.scales([[0.0] * 7]).tolist()}
   z0 = next(tracks.shard_noise(white, 0, 0, bounds, np.zeros(1, np.int64), 1024, dim, mesh))[1]
-  np.testing.assert_array_equal(np.asarray(z0), sampling.block_noise(0, 0, 0, dim))
+  np.testing.assert_array_equal(np.asarray(z0), noise_lib.block_noise(0, 0, 0, dim))
 
 
 def test_training_fits_the_track_noise(trained_run):
@@ -104,7 +106,7 @@ def test_training_fits_the_track_noise(trained_run):
   # Asking again with the same settings reads it; other settings fit again.
   sample_cfg = cli.run_config(files.read_config(workdir)).sample
   mtime = (workdir / tracks.FILE).stat().st_mtime_ns
-  assert tracks.ensure_fit(workdir, sample_cfg) == fit
+  assert tracks.ensure_fit(generator.load_sampler(workdir, sample_cfg)) == fit
   assert (workdir / tracks.FILE).stat().st_mtime_ns == mtime
 
 
@@ -144,7 +146,7 @@ def test_track_shards_hold_whole_tracks_with_their_bounds(trained_run, tmp_path)
   manifest = _write(workdir, tmp_path / 's', 5000, 3, seed=4, dtype='float32')
   assert manifest['tracks']['generator'] == tracks.GENERATOR
   rows = sample_folder.open_samples(tmp_path / 's')
-  bounds = sample_folder.track_bounds(tmp_path / 's')
+  bounds = sample_folder.read_bounds(tmp_path / 's')
   offsets = np.cumsum([0] + manifest['rows_per_shard'])
   for i, r in enumerate(manifest['rows_per_shard']):
     shard_bounds = np.load(sample_folder.bounds_path(tmp_path / 's', i))
@@ -163,7 +165,7 @@ def test_track_shards_hold_whole_tracks_with_their_bounds(trained_run, tmp_path)
       rows_lib.ArrayRows(iid), bounds, lags=(1,)))
   assert lag1 > lag1_iid + 0.05
   with pytest.raises(InputError, match='holds i.i.d. rows, not tracks'):
-    sample_folder.track_bounds(tmp_path / 'rows')
+    sample_folder.read_bounds(tmp_path / 'rows')
 
 
 def test_track_shards_do_not_depend_on_devices_or_batch_size(trained_run, tmp_path):
@@ -174,7 +176,7 @@ def test_track_shards_do_not_depend_on_devices_or_batch_size(trained_run, tmp_pa
   for a, b in zip(sample_folder.open_samples(tmp_path / 'one'),
                   sample_folder.open_samples(tmp_path / 'four')):
     np.testing.assert_allclose(a, b, atol=1e-5)
-  np.testing.assert_array_equal(sample_folder.track_bounds(tmp_path / 'one'),
+  np.testing.assert_array_equal(sample_folder.read_bounds(tmp_path / 'one'),
                                 np.append(np.arange(0, 3000, 300), 3000))
   with pytest.raises(InputError, match='other settings'):
     _write(workdir, tmp_path / 'one', 3000, 2, seed=5, dtype='float32', track_length=200)
@@ -185,11 +187,11 @@ def test_a_shard_without_its_bounds_is_redone_and_refused(trained_run, tmp_path)
   _write(workdir, tmp_path, 1200, 2, seed=1)
   sample_folder.bounds_path(tmp_path, 1).unlink()
   with pytest.raises(InputError, match='shard 1 of 2 is missing its bounds file'):
-    sample_folder.track_bounds(tmp_path)
+    sample_folder.read_bounds(tmp_path)
   kept = os.stat(sample_folder.shard_path(tmp_path, 0))
   _write(workdir, tmp_path, 1200, 2, seed=1)
   assert os.stat(sample_folder.shard_path(tmp_path, 0)).st_mtime_ns == kept.st_mtime_ns
-  assert sample_folder.track_bounds(tmp_path)[-1] == 1200
+  assert sample_folder.read_bounds(tmp_path)[-1] == 1200
 
 
 def test_killed_track_sampling_resumes_to_the_same_files(trained_run, tmp_path):

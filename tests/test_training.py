@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from rfp import (calibration, checkpoint, files, metrics, model as model_lib, sampling, sharding,
+from rfp import (calibration, checkpoint, files, generator, metrics, model as model_lib, sharding,
                  training)
 from rfp.errors import InputError
 from conftest import ROOT, SCRIPT_ENV, config_flags, kill_when, mixture, tiny_config, tiny_items
@@ -18,8 +18,8 @@ from conftest import ROOT, SCRIPT_ENV, config_flags, kill_when, mixture, tiny_co
 def _samples(workdir, n=2000):
   config, params, stats, _ = checkpoint.load_run(workdir)
   mesh = sharding.data_mesh()
-  generate = sampling.make_generator(model_lib.from_config(config.model), 32, 'euler', mesh)
-  rows = sampling.generate_rows(generate, params, 7, 0, n, config.model.dim, 1000, mesh)
+  generate = generator.make_generator(model_lib.from_config(config.model), 32, 'euler', mesh)
+  rows = generator.generate_rows(generate, params, 7, 0, n, config.model.dim, 1000, mesh)
   return stats.denormalize(rows)
 
 

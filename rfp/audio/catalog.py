@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 
-from rfp.audio import corpus
+from rfp.audio import corpus, packages
 from rfp.audio.features import SAMPLE_RATE
 from rfp.audio.workdir import write_json
 
@@ -24,8 +24,8 @@ def _decode_to_cache(root, source, cache_dir, min_seconds):
   return path, x.size
 
 
-def catalog(work, music_packages=corpus.MUSIC_PACKAGES, noise_packages=corpus.NOISE_PACKAGES,
-            fingerprinter_packages=corpus.FINGERPRINTER_PACKAGES, log=print):
+def catalog(work, music_packages=packages.MUSIC_PACKAGES, noise_packages=packages.NOISE_PACKAGES,
+            fingerprinter_packages=packages.FINGERPRINTER_PACKAGES, log=print):
   """Fetches, extracts and decodes every music track and noise file; lists them.
 
   Music from `fingerprinter_packages` is marked 'fingerprinter_only' and appended

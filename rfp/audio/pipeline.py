@@ -9,7 +9,7 @@ Settings are configs/data.py's `build` section.
 
 import pathlib
 
-from rfp.audio import catalog, corpus, export, fingerprinter, splits, training
+from rfp.audio import catalog, export, fingerprinter, packages, splits, training
 from rfp.errors import InputError
 
 
@@ -40,7 +40,7 @@ def run(build, log=print):
   work.mkdir(parents=True, exist_ok=True)
   fp_packages = build.fp_packages
   if fp_packages is None:
-    fp_packages = ','.join(corpus.FINGERPRINTER_PACKAGES) if build.retrain_fingerprinter else ''
+    fp_packages = ','.join(packages.FINGERPRINTER_PACKAGES) if build.retrain_fingerprinter else ''
   cat = catalog.catalog(work, _packages(build.music_packages), _packages(build.noise_packages),
                         _packages(fp_packages), log=log)
   plan = splits.SplitPlan(build.seed, build.fp_minutes * 60, build.reference_rows, build.flow_rows,

@@ -1,6 +1,6 @@
 """Exact-search hit rates of the built queries, as metadata.json reports them.
 
-The rates themselves are the evaluation's (`rfp.evaluation.scaling.hit_rates`,
+The rates themselves are the evaluation's (`rfp.evaluation.rates`,
 distractor scores by `rfp.evaluation.hardness.BestScores`); this module finds
 each query's top row exactly and names the rates as metadata.json always has.
 """
@@ -11,7 +11,9 @@ import numpy as np
 from rfp import rows
 from rfp.audio import augment
 from rfp.audio.queries import CONDITIONS, make_queries
-from rfp.evaluation import hardness, scaling, sequences
+from rfp.bounds import bounds_from_ids
+from rfp.evaluation import hardness, sequences
+from rfp.evaluation.rates import hit_rates, sequence_hit_rates
 
 
 def exact_top1(query_qd, reference_rd, distractors_nd=None):
@@ -32,8 +34,8 @@ def top1_rates(query_qd, truth_q, reference_rd, reference_tracks_r):
   """Exact search over R: the top row is the true one ("hr1"), within ±1 row of it
   on the right track ("near", as the paper's systems also report), or anywhere on
   the right track ("track")."""
-  rates = scaling.hit_rates(exact_top1(query_qd, reference_rd)[:, None], truth_q,
-                            len(reference_rd), reference_tracks_r)
+  rates = hit_rates(exact_top1(query_qd, reference_rd)[:, None], truth_q, len(reference_rd),
+                    reference_tracks_r)
   return {'hr1': rates['hr1'], 'near': rates['near1'], 'track': rates['track1']}
 
 
@@ -50,7 +52,7 @@ def hit_rates_by_distractor_count(key, query_qd, truth_q, reference_rd, referenc
     for r in range(repeats if size < n_pool else 1):
       idx = jax.random.choice(jax.random.fold_in(key, size * repeats + r), n_pool, (size,), replace=False)
       top_q = exact_top1(query_qd, reference_rd, distractors_nd[np.sort(np.asarray(idx))])
-      runs.append(scaling.hit_rates(top_q[:, None], truth_q, n_refs)['hr1'])
+      runs.append(hit_rates(top_q[:, None], truth_q, n_refs)['hr1'])
     result['with_distractors'].append({'n_distractors': size, 'hr1_mean': float(np.mean(runs)),
                                        'hr1_std': float(np.std(runs)), 'repeats': len(runs)})
   return result
@@ -89,10 +91,10 @@ def sequence_rates(query_qld, truth_q, reference_rd, reference_tracks_r, lengths
   """Each query length's `top1_rates` for multi-segment queries: exact sequence
   search over R alone (every start within one track, `sequences.exact_best_starts`)."""
   best = sequences.exact_best_starts(query_qld, rows.ArrayRows(reference_rd),
-                                     sequences.bounds_from_ids(reference_tracks_r), lengths)
+                                     bounds_from_ids(reference_tracks_r), lengths)
   out = []
   for n in sorted(best):
-    rates = scaling.sequence_hit_rates(best[n][1], truth_q, reference_tracks_r, len(reference_rd))
+    rates = sequence_hit_rates(best[n][1], truth_q, reference_tracks_r, len(reference_rd))
     out.append({'segments': n, 'hr1': rates['hr1'], 'near': rates['near1'],
                 'track': rates['track1']})
   return out

@@ -20,9 +20,10 @@ import time
 import numpy as np
 from tqdm import tqdm
 
-from rfp import files, retrieval, rows as rows_lib
+from rfp import bounds as bounds_lib, files, retrieval, rows as rows_lib
 from rfp.errors import InputError
 from rfp.evaluation import hardness, sequences
+from rfp.evaluation.rates import hit_rates, sequence_hit_rates
 
 
 def _sizes(values, name):
@@ -75,24 +76,6 @@ def plan_sizes(eval_cfg, inputs):
           'tracks': tracks}, notes
 
 
-def hit_rates(ids_qk, gt_q, n_refs, tracks=None):
-  """Shares of queries whose re-ranked results `ids_qk` find their reference row.
-
-  hr1: right row at rank 1; topk: right row among the candidates; with track
-  ids, track1: a row of the right track at rank 1, near1: a row within one
-  segment of the right one, same track.
-  """
-  top1 = ids_qk[:, 0]
-  out = {'hr1': float(np.mean(top1 == gt_q)),
-         'topk': float(np.mean((ids_qk == gt_q[:, None]).any(1)))}
-  if tracks is not None:
-    is_ref = (top1 >= 0) & (top1 < n_refs)
-    same_track = is_ref & (tracks[np.where(is_ref, top1, 0)] == tracks[gt_q])
-    out['track1'] = float(np.mean(same_track))
-    out['near1'] = float(np.mean(same_track & (np.abs(top1 - gt_q) <= 1)))
-  return out
-
-
 def sequence_hardness(inputs, distractors, bounds):
   """{length: {'hard'}}: share of multi-segment queries whose best start among
   `distractors` (tracks `bounds`) outscores their true run of rows, exactly."""
@@ -105,7 +88,7 @@ def _sequence_point(inputs, index, db, distractors, bounds, k):
   """Hit rates and hardness of the multi-segment queries at each length."""
   seq = inputs.sequences
   out = sequence_hardness(inputs, distractors, bounds)
-  db_bounds = sequences.stack_bounds([inputs.bounds['reference'], bounds])
+  db_bounds = bounds_lib.stack_bounds([inputs.bounds['reference'], bounds])
   # Shorter queries are prefixes of the longest: each segment is searched once.
   ids_qlk = sequences.segment_ids(index, seq.q_qld[:, :max(seq.lengths)], k)
   for n in seq.lengths:
@@ -114,14 +97,6 @@ def _sequence_point(inputs, index, db, distractors, bounds, k):
     out[str(n)].update(sequence_hit_rates(starts[:, 0], seq.ground_truth, inputs.tracks,
                                           inputs.reference.n))
   return out
-
-
-def sequence_hit_rates(best_start_q, gt_start_q, track_id_of_row, n_refs):
-  """`hit_rates` of each multi-segment query's best start: hr1 (the true start),
-  near1 (within one segment of it, same track) and track1 (a start in the right
-  track); `track_id_of_row` gives the track of each reference row (None: hr1 only)."""
-  rates = hit_rates(np.asarray(best_start_q)[:, None], gt_start_q, n_refs, track_id_of_row)
-  return {key: rates[key] for key in ('hr1', 'near1', 'track1') if key in rates}
 
 
 def retrieval_point(inputs, distractors, spec, rng, bar=None, trained=None, bounds=None,
@@ -185,7 +160,7 @@ def _whole_tracks(bounds, size, rng):
   by_file = np.argsort(order[:count])
   first, keep = bounds[order[:count]][by_file], keep[by_file]
   rows = np.concatenate([np.arange(a, a + n) for a, n in zip(first, keep)])
-  return rows, sequences.track_bounds(np.cumsum(np.concatenate([[0], keep[:-1]])), size)
+  return rows, bounds_lib.track_bounds(np.cumsum(np.concatenate([[0], keep[:-1]])), size)
 
 
 def distractor_sets(kind, source, size, repeats, seed, bounds=None):
@@ -209,12 +184,12 @@ def distractor_sets(kind, source, size, repeats, seed, bounds=None):
       if bounds is None:
         start = int(rng.integers(0, source.n - size + 1))
         sets.append((rows_lib.Slice(source, start, start + size),
-                     sequences.track_bounds([0], size)))
+                     bounds_lib.track_bounds([0], size)))
       else:
         rows, set_bounds = _whole_tracks(bounds, size, rng)
         sets.append((rows_lib.Subset(source, rows), set_bounds))
     return sets, note
-  bounds = sequences.track_bounds([0], source.n) if bounds is None else bounds
+  bounds = bounds_lib.track_bounds([0], source.n) if bounds is None else bounds
   note = None
   if source.n >= repeats * size:
     starts = [r * size for r in range(repeats)]
@@ -223,7 +198,7 @@ def distractor_sets(kind, source, size, repeats, seed, bounds=None):
     starts = [int(round(r * step)) for r in range(repeats)]
     note = (f'synthetic repeats at {size:,} share rows: {source.n:,} rows available, '
             f'{repeats * size:,} needed for disjoint sets')
-  return [(rows_lib.Slice(source, s, s + size), sequences.slice_bounds(bounds, s, s + size))
+  return [(rows_lib.Slice(source, s, s + size), bounds_lib.slice_bounds(bounds, s, s + size))
           for s in starts], note
 
 

@@ -8,56 +8,17 @@ of a query are scored exactly, by the mean inner product of the L query
 segments with the L consecutive raw database rows, and the best one wins.
 
 A database is a row source (references then distractors) plus its track
-bounds: an int array `[tracks + 1]` of each track's first row, then the row
-count. The exact variant (`exact_best_starts`) scores every valid start of a
+bounds (`rfp.bounds`). The exact variant (`exact_best_starts`) scores every valid start of a
 row source for every query length in one streamed pass: sequence hardness,
 and the builder's search over the references alone.
 """
 
 import numpy as np
 
+from rfp.bounds import check_covers, valid_starts
 from rfp.errors import InputError
 from rfp.evaluation import hardness
-from rfp.retrieval import SEARCH_BATCH
-
-
-def track_bounds(starts_t, n):
-  """Track bounds `[tracks + 1]` from each track's first row (sorted) and the row count."""
-  bounds = np.append(np.asarray(starts_t, np.int64), n)
-  if bounds[0] != 0 or np.any(np.diff(bounds) <= 0):
-    raise InputError(f'track starts {np.asarray(starts_t)[:10]} (of {n:,} rows): expected '
-                     'increasing first rows of non-empty tracks, beginning at row 0')
-  return bounds
-
-
-def bounds_from_ids(track_id_n):
-  """Track bounds of rows in track order: a track is a run of equal ids."""
-  track_id_n = np.asarray(track_id_n)
-  changes = np.flatnonzero(track_id_n[1:] != track_id_n[:-1]) + 1
-  return track_bounds(np.concatenate([[0], changes]), len(track_id_n))
-
-
-def stack_bounds(parts):
-  """Bounds of row sources one after another (`rfp.rows.Stack`), from each one's bounds."""
-  firsts, offset = [], 0
-  for bounds in parts:
-    firsts.append(bounds[:-1] + offset)
-    offset += int(bounds[-1])
-  return track_bounds(np.concatenate(firsts), offset)
-
-
-def _check_bounds(bounds, rows, name):
-  if bounds[-1] != rows.n:
-    raise InputError(f'{name}: track bounds cover {int(bounds[-1]):,} rows, the rows number '
-                     f'{rows.n:,}')
-
-
-def valid_starts(starts, bounds, length):
-  """Whether rows start..start + length - 1 exist and lie in one track."""
-  starts = np.asarray(starts, np.int64)
-  after = np.searchsorted(bounds, starts, side='right')  # 1 + each start's track.
-  end = bounds[np.minimum(after, len(bounds) - 1)]
-  return (starts >= 0) & (after < len(bounds)) & (starts + length <= end)
+from rfp.rows import SEARCH_BATCH
 
 
 def start_scores(q_qld, db, starts_qc):
@@ -114,7 +75,7 @@ def search_sequences(index, q_qld, db, bounds, k, top=1, ids_qlk=None):
   `SEARCH_BATCH * k` candidate starts, as `retrieval.search` does
   candidates, plus their distinct rows (at most L per start).
   """
-  _check_bounds(bounds, db, 'sequence search')
+  check_covers(bounds, db, 'sequence search')
   n_q, length, _ = q_qld.shape
   ids_qlk = segment_ids(index, q_qld, k) if ids_qlk is None else ids_qlk[:, :length]
   starts = np.full((n_q, top), -1, np.int64)
@@ -133,12 +94,6 @@ def search_sequences(index, q_qld, db, bounds, k, top=1, ids_qlk=None):
   return starts, scores
 
 
-def slice_bounds(bounds, a, b):
-  """Bounds of rows [a, b) of a row source with `bounds`: tracks cut at the slice's ends."""
-  inner = bounds[(bounds > a) & (bounds < b)]
-  return np.concatenate([[0], inner - a, [b - a]]).astype(np.int64)
-
-
 def exact_best_starts(q_qld, rows, bounds, lengths, block=hardness.SCORE_BLOCK):
   """Each query's best valid start in `rows` for each length L in `lengths`, by exact
   search: {L: (best `start_scores` [q], its start [q], -1 if none)}.
@@ -149,7 +104,7 @@ def exact_best_starts(q_qld, rows, bounds, lengths, block=hardness.SCORE_BLOCK):
   ones. A query longer than every track scores -inf. Sequence hardness is the
   share of queries whose best here, over a distractor set, beats their true start.
   """
-  _check_bounds(bounds, rows, 'exact sequence search')
+  check_covers(bounds, rows, 'exact sequence search')
   n_q, longest, _ = q_qld.shape
   lengths = sorted(int(n) for n in lengths)
   if lengths[-1] > longest:
