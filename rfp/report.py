@@ -173,6 +173,41 @@ def _scaling(results):
       _table(header, rows)])
 
 
+def _tail(results):
+  """The extreme-value estimate beside the synthetic curve, and the back-test."""
+  tail = results.get('tail')
+  if not tail:
+    return ''
+  syn = results['scaling'].get('synthetic', [])
+  interval = lambda f: (f'{100 * f["mean"]:.1f}' if f['lo'] is None else
+                        f'{100 * f["mean"]:.1f} [{100 * f["lo"]:.1f}, {100 * f["hi"]:.1f}]')
+  rows = [(f'{int(n):,}', _mean_std(_point(syn, int(n)), 'hard'), interval(h),
+           _mean_std(_point(syn, int(n)), 'hr1'), interval(tail['hr1'][n]))
+          for n, h in tail['hardness'].items()]
+  bt = tail['backtest']
+  half, pool = sorted(bt['truth'], key=int)
+  sees = {'extreme_value': 'its tail fitted on real whole tracks adding up to pool/8',
+          'log_line': 'a line in log N through real sets of pool/64 to pool/8'}
+  bt_rows = [(name.replace('_', ' '), sees.get(name, 'the run alone (no real rows)'),
+              _pct(bt['predictions'][name][half], 1), f'{100 * err[half]:+.1f}',
+              _pct(bt['predictions'][name][pool], 1), f'{100 * err[pool]:+.1f}')
+             for name, err in bt['errors'].items()]
+  return '\n\n'.join([
+      f'An estimate that needs no model of the embeddings: {tail["method"]} '
+      f'({tail["fit_rows"]:,} rows, {tail["fit_tracks"]:,} tracks). Per query, p = the chance '
+      'that one distractor outscores its true match; hardness at N = mean over queries of '
+      '1 − (1 − p)^N (Grother & Phillips, CVPR 2004); HR@1 = the real HR@1 at the pool times '
+      'the share of its unbeaten queries that stay unbeaten.',
+      _table(['distractors', 'hardness % synthetic', 'hardness % extreme-value [90 %]',
+              'HR@1 % synthetic', 'HR@1 % extreme-value [90 %]'], rows),
+      f'**Back-test.** Each estimate predicts the real pool\'s hardness, at half the pool '
+      f'({int(half):,}: {_pct(bt["truth"][half], 1)} %) and the whole pool ({int(pool):,}: '
+      f'{_pct(bt["truth"][pool], 1)} %), from what it may see; error = predicted − real, '
+      'in points.',
+      _table(['estimate', 'sees', f'at {int(half):,} %', 'error', f'at {int(pool):,} %', 'error'],
+             bt_rows)])
+
+
 def _seconds(segments, eval_cfg):
   return eval_cfg['window_seconds'] + (segments - 1) * eval_cfg['hop_seconds']
 
@@ -290,6 +325,8 @@ def markdown(results):
       '## Fidelity', _fidelity(results),
       '## Distractor hardness and retrieval under scaling', _scaling(results),
       '![scaling](scaling.png)',
+      *(['## Past the real pool: an extreme-value estimate', _tail(results)]
+        if results.get('tail') else []),
       *(['## Multi-segment queries', _sequences(results)] if results.get('sequences') else []),
       '## Settings', _settings(results),
   ]
@@ -330,6 +367,16 @@ def plot_scaling(results, path):
     if kind != 'real2':
       _band(ax_hr, curve, 'hr1', label, color)
     _band(ax_hard, curve, 'hard', label, color)
+  tail = results.get('tail')
+  if tail:
+    for ax, key in ((ax_hr, 'hr1'), (ax_hard, 'hardness')):
+      x = np.array([int(n) for n in tail[key]])
+      f = list(tail[key].values())
+      ax.plot(x, [100 * v['mean'] for v in f], 's--', color='C4', ms=3,
+              label='extreme-value estimate (real pool)')
+      if f[0]['lo'] is not None:
+        ax.fill_between(x, [100 * v['lo'] for v in f], [100 * v['hi'] for v in f], color='C4',
+                        alpha=0.15, lw=0)
   ax_hr.set(title='Top-1 hit rate', ylabel='HR@1 (%)')
   ax_hard.set(title='Distractor hardness', ylabel='queries whose best distractor\n'
               'outscores the true match (%)')

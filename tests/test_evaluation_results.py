@@ -15,28 +15,44 @@ def test_table3_anchors_and_degradation():
   assert (t['size_lo'], t['size_hi'], t['degradation_pct']) == (1_000, 10_000, pytest.approx(25.0))
 
 
-def _curves(real, synthetic, real2):
-  sizes = [1_000, 10_000, 50_000]
+def _curves(real, synthetic, real2, sizes=(1_000, 10_000, 80_000)):
   return {kind: [{'size': s, 'hard': {'mean': h, 'std': 0.0}} for s, h in zip(sizes, values)]
           for kind, values in (('real', real), ('synthetic', synthetic), ('real2', real2))}
 
 
 def test_verdict_trusts_synthetic_rows_within_the_real_floor_band():
-  v = results.verdict(_curves([0.06, 0.09, 0.11], [0.062, 0.085, 0.112], [0.065, 0.088, 0.105]))
-  assert v['status'] == 'trust' and v['mean_excess'] == pytest.approx(0.003 / 3)
-  assert v['text'].startswith('Trust the extrapolation') and '1,000 to 50,000' in v['text']
+  v = results.verdict(_curves([0.06, 0.09, 0.13], [0.062, 0.088, 0.127], [0.065, 0.091, 0.125]))
+  assert v['status'] == 'trust' and v['size'] == 80_000 and v['growth_from'] == 10_000
+  assert v['excess'] == pytest.approx(0.0) and v['growth'] == pytest.approx(0.975)
+  assert v['text'].startswith('Trust the extrapolation') and 'at 80,000 distractors' in v['text']
 
 
-def test_verdict_says_which_way_the_curve_is_off():
-  easy = results.verdict(_curves([0.06, 0.09, 0.11], [0.04, 0.07, 0.09], [0.061, 0.09, 0.11]))
-  assert easy['status'] == 'optimistic' and 'easier than real ones by 2.00 points' in easy['text']
-  hard = results.verdict(_curves([0.06, 0.09, 0.11], [0.10, 0.15, 0.2], [0.06, 0.09, 0.11]))
-  assert hard['status'] == 'pessimistic' and 'harder' in hard['text']
+def test_verdict_reads_the_growth_not_a_mean_over_sizes():
+  # The right level at 10k and half of real's growth from there: a mean of
+  # the excess over sizes would pass it (0.8 points over three sizes, 0.27 on
+  # average); the trend does not.
+  v = results.verdict(_curves([0.06, 0.09, 0.13], [0.06, 0.09, 0.11], [0.061, 0.091, 0.128]))
+  assert v['status'] == 'optimistic' and v['growth'] == pytest.approx(0.5)
+  assert 'growth off' in v['text'] and 'grows 0.50x as fast as real' in v['text']
+
+
+def test_verdict_says_which_way_the_level_is_off():
+  easy = results.verdict(_curves([0.06, 0.09, 0.13], [0.04, 0.07, 0.11], [0.061, 0.09, 0.13]))
+  assert easy['status'] == 'optimistic' and 'level off' in easy['text']
+  assert '-2.00 points from real' in easy['text']
+  hard = results.verdict(_curves([0.06, 0.09, 0.13], [0.08, 0.11, 0.15], [0.06, 0.09, 0.13]))
+  assert hard['status'] == 'pessimistic'
   assert results.verdict({'synthetic': []})['status'] == 'unchecked'
 
 
-def test_verdict_carries_the_floor_band_past_the_second_real_set():
-  curves = _curves([0.06, 0.09, 0.11], [0.06, 0.09, 0.104], [0.06, 0.095, 0.11])
-  curves['real2'] = curves['real2'][:2]  # The second set is smaller than the pool.
+def test_verdict_is_read_where_the_second_real_set_ends_and_at_the_pool():
+  # The second set is smaller than the pool: growth and band are read up to
+  # its size (10k), the level there and at the pool with that band.
+  curves = _curves([0.06, 0.09, 0.13], [0.06, 0.09, 0.132], [0.06, 0.095, 0.13])
+  curves['real2'] = curves['real2'][:2]
   v = results.verdict(curves)
-  assert v['excess'] == pytest.approx([0.0, 0.0, 0.001])
+  assert (v['size'], v['largest'], v['growth_from']) == (10_000, 80_000, 1_000)
+  assert v['band'] == pytest.approx(0.005) and v['status'] == 'trust'
+  curves['synthetic'][2]['hard']['mean'] = 0.10
+  v = results.verdict(curves)
+  assert v['status'] == 'optimistic' and 'at 80,000 -3.00' in v['text']

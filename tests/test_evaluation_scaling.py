@@ -1,5 +1,7 @@
 """The scaling sweep's pieces on toys with known answers."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -129,3 +131,17 @@ def test_sequence_hit_rates_by_hand():
   best = np.array([3, 4, 9, 12, 11, 25, -1, 10])
   assert rates.sequence_hit_rates(best, gt, tracks, 20) == {
       'hr1': 1 / 8, 'near1': 3 / 8, 'track1': 4 / 8}
+
+
+def test_a_second_real_set_smaller_than_the_pool_adds_its_size(tmp_path):
+  config = tiny_config(tmp_path / 'train.npy', dim=4)
+  config.eval.sizes = [100, 1_000, 10_000]
+  config.eval.tracks = False
+  eye = np.eye(4, dtype=np.float32)
+  toy = dataclasses.replace(_toy_inputs(eye, eye[:2], np.arange(2), None),
+                            real=rows.ArrayRows(np.zeros((5_000, 4), np.float32)),
+                            real2=rows.ArrayRows(np.zeros((3_000, 4), np.float32)))
+  sizes, _ = scaling.plan_sizes(config.eval, toy)
+  # The verdict is read where the second set ends: 3,000 is run by every curve.
+  assert sizes['real'] == [100, 1_000, 3_000, 5_000] and sizes['real2'] == [100, 1_000, 3_000]
+  assert sizes['synthetic'] == [100, 1_000, 3_000, 5_000, 10_000]

@@ -14,22 +14,37 @@ import numpy as np
 
 from rfp import retrieval
 from rfp.errors import InputError
-from rfp.evaluation import fidelity as fidelity_lib, inputs as inputs_lib, scaling
+from rfp.evaluation import fidelity as fidelity_lib, inputs as inputs_lib, scaling, tail as tail_lib
 
 # Anchors of the paper's Table 3; used when those sizes were run.
 TABLE3_SIZES = (1_000_000, 100_000_000)
-# Synthetic hardness within the real floor band plus this (a fraction: 0.5
-# points) over the sizes measured: the synthetic curve can be trusted.
-TRUST_EXCESS = 0.005
+# The verdict's tolerances: synthetic hardness at the largest checked size
+# within the real floor band plus LEVEL_TOLERANCE (a fraction: 0.5 points),
+# and its growth (slope in log N over real's) no further from 1 than the
+# second real set's growth plus GROWTH_TOLERANCE.
+LEVEL_TOLERANCE = 0.005
+GROWTH_TOLERANCE = 0.15
+GROWTH_SPAN = 8  # Growth is read from about an eighth of the largest checked size.
 
 
-def verdict(curves):
-  """Whether to trust the synthetic curve, from hardness where real rows were run.
+def _slope(hard, lo, hi):
+  return (hard[hi] - hard[lo]) / np.log(hi / lo)
 
-  At each size with both curves, the excess is how far synthetic hardness is
-  from real beyond the floor band |second real - real| (0 without a second
-  set; past its size, the band at the largest size it reached). Within `TRUST_EXCESS` on average: trust; else harder (the extrapolated
-  HR@1 is pessimistic) or easier (optimistic) by the mean difference.
+
+def verdict(curves, tail=None):
+  """Whether to trust the synthetic curve, read where the extrapolation is
+  decided: at the largest size that has a second real set (else the largest
+  real size) and in the growth up to it, never as a mean over sizes (small
+  sizes, where nothing is at stake, would dominate it).
+
+  Level: synthetic minus real hardness beyond the floor band |second real -
+  real| at that size, and at the largest real size (the band carried there). Growth: synthetic slope in log N over real's from the
+  measured size nearest an eighth of it, against the second real set's slope
+  over real's (how far two real sets differ). Both within tolerance: trust;
+  else easier or slower-growing synthetic rows make the extrapolated HR@1
+  optimistic, harder or faster-growing ones pessimistic. With the
+  extreme-value estimate (`tail`), one more line where it and the synthetic
+  curve part at the largest size by more than their back-test errors.
   """
   hard = {kind: {p['size']: p['hard']['mean'] for p in curves.get(kind, [])}
           for kind in ('real', 'synthetic', 'real2')}
@@ -38,28 +53,51 @@ def verdict(curves):
     return {'status': 'unchecked', 'sizes': [],
             'text': 'Not checked: no real distractor pool, so nothing tells whether synthetic '
                     'distractors are as hard as real ones; read the synthetic curve as unverified.'}
-  diff = [hard['synthetic'][s] - hard['real'][s] for s in sizes]
-  # Past the second real set's size (the whole pool, often), the band measured
-  # at the largest size it reached stands in.
-  band, last = [], 0.0
-  for s in sizes:
-    last = abs(hard['real2'][s] - hard['real'][s]) if s in hard['real2'] else last
-    band.append(last)
-  excess = [max(0.0, abs(d) - b) for d, b in zip(diff, band)]
-  out = {'sizes': sizes, 'mean_difference': float(np.mean(diff)),
-         'mean_excess': float(np.mean(excess)), 'excess': excess}
-  where = f'{sizes[0]:,} to {sizes[-1]:,} distractors' if len(sizes) > 1 else f'{sizes[0]:,} distractors'
-  if out['mean_excess'] <= TRUST_EXCESS:
+  floor_sizes = [s for s in sizes if s in hard['real2']]
+  top = (floor_sizes or sizes)[-1]
+  band = abs(hard['real2'][top] - hard['real'][top]) if floor_sizes else 0.0
+  diff = hard['synthetic'][top] - hard['real'][top]
+  # Past the second real set (the whole pool, often) its band at `top` stands in.
+  last = sizes[-1]
+  diff_last = hard['synthetic'][last] - hard['real'][last]
+  out = {'sizes': sizes, 'size': top, 'difference': float(diff), 'band': float(band),
+         'largest': last, 'difference_largest': float(diff_last),
+         'excess': float(max(0.0, abs(diff) - band, abs(diff_last) - band))}
+  lower = [s for s in (floor_sizes or sizes) if s < top]
+  growth_ok, slower = True, False
+  if lower:
+    lo = min(lower, key=lambda s: abs(np.log(s * GROWTH_SPAN / top)))
+    real_slope = _slope(hard['real'], lo, top)
+    out['growth_from'] = lo
+    if real_slope > 0:
+      ratio = _slope(hard['synthetic'], lo, top) / real_slope
+      floor = _slope(hard['real2'], lo, top) / real_slope if floor_sizes and lo in hard['real2'] else 1.0
+      out.update({'growth': float(ratio), 'floor_growth': float(floor),
+                  'growth_excess': float(max(0.0, abs(ratio - 1) - abs(floor - 1)))})
+      growth_ok, slower = out['growth_excess'] <= GROWTH_TOLERANCE, ratio < 1
+  level_ok = out['excess'] <= LEVEL_TOLERANCE
+  level = (f'at {top:,} distractors synthetic hardness is {100 * diff:+.2f} points from real '
+           f'(floor band {100 * band:.2f})')
+  if last != top:
+    level += f', at {last:,} {100 * diff_last:+.2f}'
+    diff = diff if abs(diff) >= abs(diff_last) else diff_last
+  growth = ('' if 'growth' not in out else
+            f'; from {out["growth_from"]:,} it grows {out["growth"]:.2f}x as fast as real '
+            f'(second real set {out["floor_growth"]:.2f}x)')
+  if level_ok and growth_ok:
     out['status'] = 'trust'
-    out['text'] = (f'Trust the extrapolation: synthetic hardness is within the real floor band '
-                   f'(mean excess {100 * out["mean_excess"]:.2f} points) at {where}.')
+    out['text'] = f'Trust the extrapolation: {level}{growth}.'
   else:
-    harder = out['mean_difference'] > 0
-    out['status'] = 'pessimistic' if harder else 'optimistic'
-    out['text'] = (f'Synthetic distractors are {"harder" if harder else "easier"} than real ones '
-                   f'by {100 * abs(out["mean_difference"]):.2f} points of hardness (mean over '
-                   f'{where}; {100 * out["mean_excess"]:.2f} beyond the real floor band): the '
-                   f'extrapolated HR@1 is {out["status"]}.')
+    easier = slower if not growth_ok else diff < 0
+    out['status'] = 'optimistic' if easier else 'pessimistic'
+    why = ' and '.join(w for w, bad in (('level', not level_ok), ('growth', not growth_ok)) if bad)
+    out['text'] = (f'The extrapolated HR@1 is {out["status"]} ({why} off): {level}{growth}.')
+  synthetic = curves.get('synthetic', [])
+  if tail is not None and synthetic:
+    line = tail_lib.disagreement(tail, synthetic[-1]['hard']['mean'], synthetic[-1]['size'])
+    if line:
+      out['disagreement'] = line
+      out['text'] += ' ' + line
   return out
 
 
@@ -194,6 +232,12 @@ def evaluate_run(config, run, workdir, the_plan, synthetic, synthetic_info, prog
                                       synthetic_bounds, tracks and tracks[:2], merged, finished)
   t2 = time.perf_counter()
   notes += sweep_notes
+  tail, pool_point = None, next((p for p in curves.get('real', [])
+                                 if inputs.real is not None and p['size'] == inputs.real.n), None)
+  if pool_point is not None:
+    tail = tail_lib.evaluate(inputs, {'synthetic': synthetic, 'synthetic tracks': tracks and tracks[0]},
+                             sizes['synthetic'], pool_point['hr1']['mean'], eval_cfg.seed)
+  t3 = time.perf_counter()
   clamped = sorted({(p['index']['nlist'], p['index']['train_rows'])
                     for c in curves.values() for s in c for p in s['repeats'] if 'index' in p
                     and p['index']['nlist'] < spec.nlist})
@@ -217,11 +261,12 @@ def evaluate_run(config, run, workdir, the_plan, synthetic, synthetic_info, prog
       'fidelity': fid,
       'scaling': curves,
       'table3': table3(curves, fid),
-      'verdict': verdict(curves),
+      'verdict': verdict(curves, tail),
+      'tail': tail,
       'sequences': sequence_summary(inputs, curves, synthetic_bounds is not None),
       'selection': selection(workdir, (synthetic_info.get('checkpoint') or {}).get('step')),
       'seconds': {**{f'synthetic_{k}': v for k, v in synthetic_info.get('seconds', {}).items()},
-                  'fidelity': t1 - t0, 'scaling': t2 - t1},
+                  'fidelity': t1 - t0, 'scaling': t2 - t1, 'tail': t3 - t2},
       'notes': notes,
   }
   return results, maps

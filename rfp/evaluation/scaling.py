@@ -42,6 +42,7 @@ def plan_sizes(eval_cfg, inputs):
   `eval.sizes` drives the synthetic curve; the real curve follows it up to the
   pool and ends with the whole pool (a size both curves then run), unless
   `eval.real_sizes` lists its sizes; asking for more than the pool is an error.
+  A second real set smaller than the pool adds its own size to both curves.
   """
   sizes = _sizes(eval_cfg.sizes, 'eval.sizes')
   if eval_cfg.repeats < 1:
@@ -65,6 +66,11 @@ def plan_sizes(eval_cfg, inputs):
       if inputs.real.n not in real:
         real.append(inputs.real.n)
         sizes = sorted(sizes + [inputs.real.n])
+  if (not eval_cfg.real_sizes and inputs.real2 is not None and real
+      and real[0] < inputs.real2.n < real[-1] and inputs.real2.n not in real):
+    # The verdict is read where the second real set ends (rfp.evaluation.results).
+    real = sorted(real + [inputs.real2.n])
+    sizes = sorted(set(sizes) | {inputs.real2.n})
   real2 = [s for s in real if inputs.real2 is not None and s <= inputs.real2.n]
   seq = []
   if inputs.sequences is not None:
@@ -149,7 +155,7 @@ def retrieval_point(inputs, distractors, spec, rng, bar=None, trained=None, boun
   return out
 
 
-def _whole_tracks(bounds, size, rng):
+def whole_tracks(bounds, size, rng):
   """Rows of random whole tracks adding up to `size` (the last track drawn cut
   short), in file order, and their bounds."""
   order = rng.permutation(len(bounds) - 1)
@@ -186,7 +192,7 @@ def distractor_sets(kind, source, size, repeats, seed, bounds=None):
         sets.append((rows_lib.Slice(source, start, start + size),
                      bounds_lib.track_bounds([0], size)))
       else:
-        rows, set_bounds = _whole_tracks(bounds, size, rng)
+        rows, set_bounds = whole_tracks(bounds, size, rng)
         sets.append((rows_lib.Subset(source, rows), set_bounds))
     return sets, note
   bounds = bounds_lib.track_bounds([0], source.n) if bounds is None else bounds
