@@ -335,6 +335,39 @@ def markdown(results):
   return '\n\n'.join(p for p in parts if p) + '\n'
 
 
+def console(results):
+  """The lines evaluate.py prints: Table 3's figures, the verdict, the
+  extreme-value estimate at the largest size, each query length's verdict."""
+  lines = []
+  t = results['table3']
+  if 'size_lo' in t:
+    lines.append(f'HR@1 {100 * t["hr1_lo"]:.2f}% at {t["size_lo"]:,} and {100 * t["hr1_hi"]:.2f}% '
+                 f'at {t["size_hi"]:,} synthetic distractors')
+  if 'js_synthetic_real' in t:
+    lines.append(f'JS(S||R) {t["js_synthetic_real"]:.4f} (real-vs-real floor '
+                 f'{t["js_real2_real"]:.4f}), FD(S,R) {t["fd_synthetic_real"]:.2e}')
+  lines.append(f'verdict: {results["verdict"]["text"]}')
+  tail = results.get('tail')
+  if tail:
+    n = max(tail['hardness'], key=int)
+    h, hr = tail['hardness'][n], tail['hr1'][n]
+    errors = tail['backtest']['errors']
+    pool = max(tail['backtest']['truth'], key=int)
+    lines.append(
+        f'extreme-value estimate at {int(n):,}: hardness {100 * h["mean"]:.1f}% '
+        f'[{100 * h["lo"]:.1f}, {100 * h["hi"]:.1f}], HR@1 {100 * hr["mean"]:.1f}%; back-test '
+        f'error at the pool ({int(pool):,}): '
+        + ', '.join(f'{name.replace("_", " ")} {100 * e[pool]:+.1f}' for name, e in errors.items())
+        + ' points')
+  seq = results.get('sequences')
+  for key, what in (('verdicts', f'synthetic {seq and seq["synthetic"]}'),
+                    ('track_verdicts', 'synthetic tracks')):
+    if seq and key in seq:
+      lines.append(f'multi-segment queries, {what}: ' + '; '.join(
+          f'{n} segments {v["status"]}' for n, v in seq[key].items()))
+  return lines
+
+
 def _band(ax, curve, key, label, color):
   if not curve:
     return
