@@ -1,7 +1,7 @@
 """Evaluate a trained run: sample fidelity and retrieval scaling, real vs synthetic.
 
   python evaluate.py                                  # newest run under runs/, its own data
-  python evaluate.py --workdir runs/nafp --nafp /data/nafp_test
+  python evaluate.py --workdir runs/nafp --nafp /data/nafp_test   # or --nmfp DIR
   python evaluate.py --config.eval.sizes='[10000,100000]' --config.eval.repeats=5
   python evaluate.py --index-dir DIR --index-step add --part 0 --parts 2   # docs/scale.md
 """
@@ -13,7 +13,7 @@ import sys
 # faiss-gpu shares the GPU with JAX (when sampling): don't let JAX take 75% of it.
 os.environ.setdefault('XLA_PYTHON_CLIENT_PREALLOCATE', 'false')
 
-from rfp import cli, files, synthetic as synthetic_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
+from rfp import cli, files, sample_folder  # pylint: disable=g-import-not-at-top,wrong-import-position
 from rfp.errors import InputError  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 _RUN_CONFIG = 'WORKDIR/config.json'
@@ -33,9 +33,7 @@ def main(argv=None):
   parser.add_argument('--workdir', default=None,
                       help='run folder (default: the most recent run under runs/)')
   parser.add_argument('--out', default=None, metavar='DIR', help='output folder (default: WORKDIR/eval)')
-  parser.add_argument('--nafp', default=None, metavar='DIR',
-                      help='NAFP-style folder (db.mm, query.mm, dummy_db.mm + *_shape.npy; '
-                           'query i is db row i) instead of the eval.* files')
+  cli.add_layout_flags(parser)
   parser.add_argument('--index-dir', default=None, metavar='DIR',
                       help='the IVF-PQ index of the references and every row of eval.synthetic, '
                            'built in parts (docs/scale.md); the sweep searches it at that size')
@@ -47,6 +45,7 @@ def main(argv=None):
   parser.add_argument('--parts', type=int, default=None, help='processes adding parts')
   rest, overrides = cli.split_overrides(sys.argv[1:] if argv is None else argv)
   args = parser.parse_args(rest)
+  overrides = cli.layout_overrides(args, sections=('eval',)) + overrides
   workdir = pathlib.Path(args.workdir) if args.workdir else files.latest_run('runs')
   run = files.read_config(workdir)
   config = cli.run_config(run, None if args.config == _RUN_CONFIG else args.config, overrides,
@@ -55,11 +54,11 @@ def main(argv=None):
   files.check_output(out, REPORT_BYTES, what='the report files')
   from rfp import report  # pylint: disable=g-import-not-at-top  (matplotlib, once args are valid)
   from rfp.evaluation import results  # pylint: disable=g-import-not-at-top  (faiss)
-  plan = results.plan(config, run, nafp=args.nafp, progress=not args.quiet)
+  plan = results.plan(config, run, progress=not args.quiet)
   dim, seed = plan.inputs.reference.dim, config.eval.seed
   if args.index_dir and not config.eval.synthetic:
     raise InputError('--index-dir indexes the rows of eval.synthetic: set it to a sample.py folder')
-  synthetic, synthetic_bounds, info = synthetic_lib.find_or_sample(
+  synthetic, synthetic_bounds, info = sample_folder.synthetic_rows(
       config.eval.synthetic, config.sample, workdir, dim, plan.synthetic_rows,
       plan.synthetic_minimum, seed, progress=not args.quiet,
       check=not args.index_step)  # Each index step reads only its own rows; the sweep checks all.
@@ -77,7 +76,7 @@ def main(argv=None):
   if plan.track_rows:  # A few synthetic tracks for the multi-segment queries' curve.
     track_cfg = config.sample.copy_and_resolve_references()
     track_cfg.tracks = True
-    tracks = synthetic_lib.find_or_sample(None, track_cfg, workdir, dim, plan.track_rows,
+    tracks = sample_folder.synthetic_rows(None, track_cfg, workdir, dim, plan.track_rows,
                                           plan.track_rows, seed, progress=not args.quiet)
   figures, maps = results.evaluate_run(config, run, workdir, plan, synthetic, info,
                                        progress=not args.quiet, synthetic_bounds=synthetic_bounds,

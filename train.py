@@ -6,7 +6,7 @@
 import pathlib
 import sys
 
-from rfp import cli
+from rfp import cli, data
 
 
 @cli.main
@@ -22,7 +22,12 @@ def main(argv=None):
                       help='run folder (default: runs/<config name>)')
   parser.add_argument('--stop-after', type=int, default=None, metavar='STEPS',
                       help='stop at this global step with a checkpoint (resume later)')
+  cli.add_layout_flags(parser)
   args, config = cli.parse(parser, argv)
+  # Before any work: a track file of another file would stop the run after its last epoch.
+  config.data.train_tracks = data.resolve_tracks(
+      config.data.train_tracks, config.data.train, 'data.train_tracks',
+      'blocks of data.val_block_rows rows stand in for tracks')
   from rfp import distill, training  # Heavy imports only once the arguments are valid.
   workdir = pathlib.Path(args.workdir or pathlib.Path('runs') / config.name)
   run = distill.distill_and_evaluate if config.train.distill_from else training.train_and_evaluate

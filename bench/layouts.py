@@ -4,8 +4,10 @@ For each system: `build_data.py --layout` writes data/ in its layout (NAFP,
 GraFPrint and PeakNetFP: db.mm, query.mm, dummy_db.mm; NMFP: database.mm +
 database.csv, one .npy per query), then `train.py --config configs/SYSTEM.py`,
 and `evaluate.py` (which samples what it needs) read those files and nothing
-else. The model is the demo's size, so the run fits a CPU; each system keeps
-its own index settings. Only the command-line scripts are called.
+else, pointed at them by one flag (`--nafp DIR`, `--nmfp DIR`). The model is
+the small size (`--config.size=small`, the demo's), so the run fits a CPU;
+each system keeps its own index settings. Only the command-line scripts are
+called.
 
   python bench/layouts.py                          # all four, runs/layouts/
   python bench/layouts.py --systems nmfp --epochs 3
@@ -22,16 +24,9 @@ import sys
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from configs import base  # pylint: disable=wrong-import-position
 
 SYSTEMS = {'nafp': 'nafp', 'grafprint': 'nafp', 'peaknetfp': 'nafp', 'nmfp': 'nmfp'}
-DEMO_MODEL = {'model.width': 256, 'model.depth': 3, 'model.hidden': 768, 'train.batch_size': 512,
-              'train.lr': 1e-3, 'train.lr_end': 1e-5, 'train.warmup_steps': 200,
-              'train.val_samples': 10_000, 'sample.solver': 'midpoint', 'sample.steps': 8}
-EVAL = {'eval.sizes': [1_000, 10_000, 30_000, 100_000], 'eval.repeats': 1,
-        'eval.index.train_rows': 50_000, 'eval.index.shared_training': True}
+EVAL = {'eval.sizes': [1_000, 10_000, 30_000, 100_000], 'eval.repeats': 1}
 
 
 def _flags(items):
@@ -57,9 +52,8 @@ def run_system(system, out, epochs):
     seconds['layout'] = _run(['build_data.py', '--layout', SYSTEMS[system], '--layout-out',
                               str(files)], folder / 'layout.log')
     seconds['train'] = _run(['train.py', '--config', f'configs/{system}.py', '--workdir',
-                             str(workdir), '--no-progress',
-                             *_flags({**DEMO_MODEL, 'train.epochs': epochs,
-                                      **base.layout_paths(SYSTEMS[system], str(files))})],
+                             str(workdir), '--no-progress', f'--{SYSTEMS[system]}', str(files),
+                             *_flags({'size': 'small', 'train.epochs': epochs})],
                             folder / 'train.log')
     seconds['evaluate'] = _run(['evaluate.py', '--workdir', str(workdir), '--no-progress',
                                 *_flags(EVAL)], folder / 'evaluate.log')

@@ -1,27 +1,40 @@
 """The paper's model (Table 1) and training (Sec. 2.5). Other configs override it.
 
-Evaluation settings follow the NAFP protocol (reference notes, Sec. 2) and point
-at the project's shipped data; system configs replace them with their own.
+`size` picks the model and its training: 'paper' (Table 1, 100 epochs: a GPU
+run) or 'small' (the demo's: minutes on a 2-core CPU), as
+`--config.size=small` on any config whose get_config takes it.
+
+Evaluation settings follow the NAFP protocol (reference notes, Sec. 2) where it
+costs minutes on a CPU, and point at the project's shipped data; system
+configs replace them with their own. Its costly parts are options: an index
+trained per point (`eval.index.shared_training=False`, the paper's protocol)
+and more queries (`eval.num_sequence_queries`, `eval.num_queries`).
 """
+
+import pathlib
 
 import ml_collections
 from ml_collections import config_dict
 
 
-def get_config():
+SIZES = ('paper', 'small')
+
+
+def get_config(size='paper'):
   c = ml_collections.ConfigDict()
   c.name = 'base'
 
-  # The fingerprinting system whose embeddings are modelled (for reports and
-  # for comparing against its published normalisation statistics).
-  c.system = ml_collections.ConfigDict(dict(
-      name='rfp-reference', input='.npy [rows, 128] float16, unit-norm',
-      train_mean=config_dict.placeholder(float), train_std=config_dict.placeholder(float)))
+  # The fingerprinting system whose embeddings are modelled (named in reports).
+  c.system = ml_collections.ConfigDict(dict(name='rfp-reference'))
 
   c.data = ml_collections.ConfigDict(dict(
       train='data/flow_train.npy',  # [rows, dim] .npy or NAFP-style NAME.mm + NAME_shape.npy.
-      # Track id of each training row (rows of a track consecutive); None: unknown.
-      train_tracks='data/flow_train_tracks.npy',
+      # Track id of each training row (rows of a track consecutive): a file
+      # that must belong to data.train; 'auto': data.train's own track file
+      # (rfp.data.own_tracks: NAME_tracks.npy, or NMFP's database.csv, beside
+      # it) if it has one; None, or 'auto' without one: blocks of
+      # val_block_rows rows stand in for tracks.
+      train_tracks='auto',
       norm='per_dim',  # 'per_dim', or 'scalar' (one mean/std over all values, as the reference code).
       val_fraction=0.05,
       val_max=10_000,
@@ -87,13 +100,16 @@ def get_config():
 
   c.eval = ml_collections.ConfigDict(dict(
       reference='data/reference.npy',
-      reference_tracks='data/reference_tracks.npy',
+      # Track ids of the references, as data.train_tracks ('auto': the file's
+      # own; None: the file is read as one track).
+      reference_tracks='auto',
       queries='data/queries.npy',
       ground_truth='data/ground_truth.npy',
       real_distractors='data/distractors.npy',
-      # Track id of each pool row: distractor sets are then whole tracks; None: the
-      # file is read as one track (sets are runs of rows at random offsets).
-      real_distractor_tracks='data/distractors_tracks.npy',
+      # Track id of each pool row, as data.train_tracks: distractor sets are then
+      # whole tracks; None: the file is read as one track (sets are runs of rows
+      # at random offsets).
+      real_distractor_tracks='auto',
       # Multi-segment queries [queries, segments, dim] and the reference row of
       # each one's first segment; None: single-window queries only.
       sequence_queries='data/sequence_queries.npy',
@@ -102,7 +118,12 @@ def get_config():
       # 5 and 10 s at the systems' 0.5 s hop), where the queries have them.
       query_lengths=[1, 3, 5, 9, 19],
       window_seconds=1.0, hop_seconds=0.5,  # The system's windows, for the report's seconds.
-      num_sequence_queries=1_000,
+      # A query starts every this many segments of each query recording (NMFP's
+      # delta_n); queries are drawn from those starts.
+      sequence_query_step=7,
+      # 500 keep the multi-segment curves to minutes on a CPU; NAFP and NMFP use
+      # 1,000 or more (HR@1 to about +-1.4 points).
+      num_sequence_queries=500,
       # Sizes where queries of every length are run; empty: the real curve's.
       sequence_sizes=[],
       # Also sample synthetic tracks (rfp.tracks) for those sizes, a curve beside
@@ -112,25 +133,45 @@ def get_config():
       sizes=[1_000, 10_000, 30_000, 100_000, 300_000, 1_000_000],
       real_sizes=[],  # Real distractor counts; empty: eval.sizes up to the pool size.
       fidelity_rows=5_000,  # Rows per set for FD/JS/PRDC (JS and PRDC cost grows as rows^2).
-      repeats=3,
+      repeats=2,
       num_queries=2_000,
       seed=0,
       index=ml_collections.ConfigDict(dict(
-          nlist=256, nprobe=40, code_bytes=64, bits=8, k=20, train_rows=100_000,
-          # False: train each point's index on its own database (the paper's
-          # protocol). True: train once on references + real rows and reuse
-          # the quantizers everywhere (far cheaper; one codebook for all curves).
-          shared_training=False)),
+          nlist=256, nprobe=40, code_bytes=64, bits=8, k=20,
+          train_rows=50_000,  # PQ training takes tens of seconds per index on a 2-core CPU.
+          # True: train once on references + real rows and reuse the quantizers
+          # everywhere (one codebook for all curves; minutes on a CPU). False:
+          # train each point's index on its own database (the paper's protocol).
+          shared_training=True)),
   ))
+  return sized(c, size)
+
+
+def sized(c, size):
+  """`c` with the model and training of `size` (`SIZES`): 'paper' leaves
+  Table 1; 'small' is the demo's model (256 wide, 3 blocks) and schedule (20
+  epochs), with 8 midpoint sampling steps."""
+  if size not in SIZES:
+    raise ValueError(f'size={size!r}: expected one of {", ".join(SIZES)}')
+  if size == 'small':
+    c.data.val_fraction = 0.1
+    c.model.width, c.model.depth, c.model.hidden = 256, 3, 768
+    c.train.epochs, c.train.batch_size = 20, 512
+    c.train.lr, c.train.lr_end, c.train.warmup_steps = 1e-3, 1e-5, 200
+    c.train.val_samples = 10_000
+    c.sample.solver, c.sample.steps = 'midpoint', 8
   return c
 
 
 def nafp_layout(c, folder):
   """Points `c` at a NAFP-style folder (NAFP, GraFPrint, PeakNetFP): db.mm,
   query.mm, dummy_db.mm with their *_shape.npy, no track ids. The flow trains on
-  dummy_db.mm as the systems' own code does (`build_data.py --layout nafp` also
-  writes a disjoint train.mm: --config.data.train=FOLDER/train.mm)."""
-  c.data.train, c.data.train_tracks = f'{folder}/dummy_db.mm', None
+  the folder's train.mm where there is one (`build_data.py --layout nafp`
+  writes it, disjoint from the rest), else on dummy_db.mm as the systems' own
+  code does."""
+  train = pathlib.Path(folder) / 'train.mm'
+  c.data.train = str(train) if train.is_file() else f'{folder}/dummy_db.mm'
+  c.data.train_tracks = None
   c.eval.reference = folder  # A folder: read in the NAFP layout (rfp.evaluation.inputs).
   c.eval.reference_tracks = c.eval.real_distractor_tracks = None
   c.eval.sequence_queries = c.eval.sequence_ground_truth = None
@@ -138,9 +179,10 @@ def nafp_layout(c, folder):
 
 
 def nmfp_layout(c, folder):
-  """Points `c` at NMFP-style files as `build_data.py --layout nmfp` writes them:
+  """Points `c` at NMFP's files (rfp/layouts.py; docs/evaluation.md):
   reference/, distractors/ and train/ databases (database.mm + database.csv),
-  queries/ (one [segments, dim] .npy each, queries.csv) and ground_truth.csv."""
+  queries/ (one [segments, dim] .npy per recording, queries.csv) and
+  ground_truth.csv."""
   c.data.train = f'{folder}/train/database.mm'
   c.data.train_tracks = f'{folder}/train/database.csv'
   c.eval.reference = f'{folder}/reference/database.mm'
@@ -160,12 +202,11 @@ LAYOUT_KEYS = (('data', ('train', 'train_tracks')),
                          'real_distractor_tracks')))
 
 
-def layout_paths(layout, folder):
+def layout_paths(layout, folder, sections=('data', 'eval')):
   """{'SECTION.KEY': value} pointing a config at `folder` in `layout` ('nafp' or
-  'nmfp'), as `--config.SECTION.KEY=VALUE` flags set them on a system's config.
-  For a NAFP folder the flow trains on the disjoint train.mm that
-  `build_data.py --layout nafp` writes beside dummy_db.mm."""
+  'nmfp'), as `--config.SECTION.KEY=VALUE` flags set them on a system's config
+  (`--nafp DIR`, `--nmfp DIR` of train.py and evaluate.py), for the fields of
+  `sections`."""
   c = {'nafp': nafp_layout, 'nmfp': nmfp_layout}[layout](get_config(), folder)
-  if layout == 'nafp':
-    c.data.train = f'{folder}/train.mm'
-  return {f'{section}.{key}': c[section][key] for section, keys in LAYOUT_KEYS for key in keys}
+  return {f'{section}.{key}': c[section][key] for section, keys in LAYOUT_KEYS
+          if section in sections for key in keys}

@@ -9,19 +9,21 @@ import argparse
 import ast
 import functools
 import importlib.util
+import inspect
 import pathlib
 import sys
 import warnings
 
 import ml_collections
 
+from rfp import layouts
 from rfp.errors import InputError
 
 _PREFIX = '--config.'
 
 
-def load_config(path, overrides=()):
-  """Loads `get_config()` from a config file and applies `key=value` overrides."""
+def _module(path):
+  """The config file at `path`, executed."""
   path = pathlib.Path(path)
   if not path.is_file():
     raise InputError(f'{path}: config file not found')
@@ -33,10 +35,31 @@ def load_config(path, overrides=()):
     raise InputError(f'{path}: cannot load config: {type(e).__name__}: {e}') from e
   if not hasattr(module, 'get_config'):
     raise InputError(f'{path}: no get_config() function')
-  config = module.get_config()
+  return module
+
+
+def load_config(path, overrides=()):
+  """Loads `get_config()` from a config file and applies `key=value` overrides.
+
+  An override of a top-level key that `get_config` takes as an argument (e.g.
+  `size=small`) is passed to it, so every field that follows from it does;
+  the other overrides apply after, and win.
+  """
+  module = _module(path)
+  takes = inspect.signature(module.get_config).parameters
+  args = {}
+  for item in overrides:
+    key, _, text = item.partition('=')
+    if key in takes:
+      args[key] = _value(text)
+  try:
+    config = module.get_config(**args)
+  except (TypeError, ValueError) as e:
+    raise InputError(f'{path}: {e}') from e
   config.lock()
   for item in overrides:
-    apply_override(config, item, source=path)
+    if item.partition('=')[0] not in args:
+      apply_override(config, item, source=path)
   return config
 
 
@@ -70,6 +93,14 @@ def run_config(run, path=None, overrides=(), source='config.json'):
   return config
 
 
+def _value(text):
+  """A command-line value: a Python literal, else the text itself."""
+  try:
+    return ast.literal_eval(text)
+  except (ValueError, SyntaxError):
+    return text
+
+
 def apply_override(config, item, source='config'):
   """Sets one `a.b.c=value` override; the value is a Python literal or a string."""
   key, sep, text = item.partition('=')
@@ -83,10 +114,7 @@ def apply_override(config, item, source='config'):
                        f' (known here: {", ".join(sorted(node.keys())) if isinstance(node, ml_collections.ConfigDict) else "none"})')
     if i < len(parents):
       node = node[name]
-  try:
-    value = ast.literal_eval(text)
-  except (ValueError, SyntaxError):
-    value = text
+  value = _value(text)
   current = node[leaf]
   if isinstance(current, (list, tuple)) and isinstance(value, (int, float)):
     value = [value]
@@ -133,11 +161,34 @@ def make_parser(description, default_config, epilog=''):
   return parser
 
 
+def add_layout_flags(parser):
+  """`--nafp DIR`, `--nmfp DIR`: one flag points the config at a folder of a
+  system's own files (`configs.base.layout_paths`); `--config.` overrides win."""
+  group = parser.add_mutually_exclusive_group()
+  for layout, files in layouts.LAYOUTS.items():
+    group.add_argument(f'--{layout}', default=None, metavar='DIR',
+                       help=f'folder in {layout.upper()}\'s layout ({files}) instead of the '
+                            'config\'s file paths')
+
+
+def layout_overrides(args, sections=('data', 'eval')):
+  """The `key=value` overrides of the layout flag in `args` (`add_layout_flags`), for
+  the config fields of `sections`; none without one."""
+  for layout in layouts.LAYOUTS:
+    folder = getattr(args, layout, None)
+    if folder:
+      if not pathlib.Path(folder).is_dir():
+        raise InputError(f'--{layout} {folder}: folder not found')
+      paths = _module(BASE_CONFIG).layout_paths(layout, folder, sections)
+      return [f'{key}={value!r}' for key, value in paths.items()]
+  return []
+
+
 def parse(parser, argv=None):
-  """Returns (args, config) with the overrides applied."""
+  """Returns (args, config) with the layout flag's and then the overrides applied."""
   rest, overrides = split_overrides(sys.argv[1:] if argv is None else argv)
   args = parser.parse_args(rest)
-  return args, load_config(args.config, overrides)
+  return args, load_config(args.config, layout_overrides(args) + overrides)
 
 
 def main(fn):

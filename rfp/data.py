@@ -93,8 +93,8 @@ def _mm_layout(path):
     except (ValueError, OSError) as e:
       raise InputError(f'{shape_path}: cannot read shape ({e})') from e
   elif tracks_path.is_file():
-    _, _, n, dim = layouts.read_nmfp_database(tracks_path)
-    shape, shape_path = (n, dim), tracks_path
+    _, bounds, dim = layouts.read_nmfp_database(tracks_path)
+    shape, shape_path = (int(bounds[-1]), dim), tracks_path
   else:
     raise InputError(f'{path}: neither {shape_path.name} (NAFP) nor {tracks_path.name} (NMFP) '
                      'beside it to give its shape')
@@ -163,6 +163,58 @@ def track_ids(path, emb, why):
   if len(ids) != emb.n:
     raise InputError(f'{path}: its tracks cover {len(ids)} rows but {emb.path} has {emb.n}')
   return ids
+
+
+# A track setting that names no file: the embedding file's own track file, if it has one.
+AUTO = 'auto'
+
+
+def own_tracks(emb_path):
+  """The track file written for the embedding file `emb_path`, or None:
+  `<stem>_tracks.npy` beside it (as build_data.py writes them), or the
+  `database.csv` of an NMFP `database.mm`."""
+  emb_path = pathlib.Path(emb_path)
+  beside = [emb_path.with_name(emb_path.stem + '_tracks.npy')]
+  if emb_path.suffix == '.mm':
+    beside.append(emb_path.with_suffix('.csv'))
+  return next((str(p) for p in beside if p.is_file()), None)
+
+
+def _track_rows(path, key, without):
+  """Rows a track file covers, from its header alone (seconds on any size)."""
+  path = pathlib.Path(path)
+  if not path.is_file():
+    raise InputError(f'{path}: file not found; set {key} to the track file, or to None ({without})')
+  if path.suffix == '.csv':
+    return int(layouts.read_nmfp_database(path)[1][-1])
+  if path.suffix != '.npy':
+    raise InputError(f'{path}: unknown track file format {path.suffix!r}; {key} expects an '
+                     "integer .npy or NMFP's database.csv")
+  shape, dtype, _ = _npy_layout(path)
+  if dtype.kind not in 'iu' or not (len(shape) == 1 or shape[1:] == (1,)):
+    raise InputError(f'{path}: expected a 1-D integer array of track ids, got {dtype} {shape}')
+  return shape[0]
+
+
+def resolve_tracks(setting, emb_path, key, without):
+  """The track file to read for the embedding file `emb_path`, or None.
+
+  `setting` is the value of the config key `key`: 'auto' (`AUTO`) takes the
+  file's own track file (`own_tracks`), None takes none (`without` says what
+  stands in), a path takes that file. A file that does not cover the rows of
+  `emb_path` is refused here, before any work, in one line naming `key`: a
+  track file follows its embedding file, never another one.
+  """
+  path = own_tracks(emb_path) if setting == AUTO else setting
+  if not path:
+    return None
+  n_tracks = _track_rows(path, key, without)
+  n_rows = open_embeddings(emb_path).n
+  if n_tracks != n_rows:
+    raise InputError(f'{path}: {n_tracks:,} track ids but {emb_path} has {n_rows:,} rows; it '
+                     f'belongs to another file: set {key} to the track file of '
+                     f'{pathlib.Path(emb_path).name} (or {AUTO}, or None: {without})')
+  return str(path)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -173,3 +173,37 @@ def test_held_out_blocks_their_hearts_and_rows_far_from_them():
   assert data.interior_rows(np.arange(0, 500), 10_000, margin=100).min() == 0  # File start.
   far = data.rows_far_from(np.arange(1000, 3000), 10_000, 500, 400, np.random.default_rng(0))
   assert len(far) == 500 and not ((far >= 600) & (far <= 3400)).any()
+
+
+def test_a_track_file_follows_its_embedding_file(tmp_path):
+  """'auto' takes the file's own track file (NAME_tracks.npy, or an NMFP
+  database.csv beside its database.mm); with none, nothing (blocks stand in)."""
+  np.save(tmp_path / 'train.npy', unit_rows(6, 8))
+  np.save(tmp_path / 'other.npy', unit_rows(4, 8))
+  why = 'blocks of rows stand in for tracks'
+  assert data.resolve_tracks(data.AUTO, tmp_path / 'train.npy', 'data.train_tracks', why) is None
+  np.save(tmp_path / 'train_tracks.npy', np.repeat([0, 1], 3))
+  assert data.resolve_tracks(data.AUTO, tmp_path / 'train.npy', 'data.train_tracks', why) == str(
+      tmp_path / 'train_tracks.npy')
+  assert data.resolve_tracks(data.AUTO, tmp_path / 'other.npy', 'data.train_tracks', why) is None
+  assert data.resolve_tracks(None, tmp_path / 'train.npy', 'data.train_tracks', why) is None
+  _write_mm(tmp_path / 'database.mm', unit_rows(5, 8))
+  (tmp_path / 'database.csv').write_text('file_name,start,end,emb_dim\na.npy,0,2,8\nb.npy,2,5,8\n')
+  assert data.own_tracks(tmp_path / 'database.mm') == str(tmp_path / 'database.csv')
+
+
+@pytest.mark.parametrize('setting, message', [
+    ('train_tracks.npy', r'train_tracks.npy: 6 track ids but .*other.npy has 4 rows; it belongs '
+                         r'to another file: set data.train_tracks to the track file of other.npy'),
+    ('missing.npy', r'missing.npy: file not found; set data.train_tracks to the track file, or '
+                    r'to None \(blocks'),
+    ('database.csv', r'database.csv: 5 track ids but .*other.npy has 4 rows'),
+    ('floats.npy', r'floats.npy: expected a 1-D integer array of track ids')])
+def test_a_track_file_of_another_file_is_refused_from_its_header(tmp_path, setting, message):
+  np.save(tmp_path / 'other.npy', unit_rows(4, 8))
+  np.save(tmp_path / 'train_tracks.npy', np.repeat([0, 1], 3))
+  np.save(tmp_path / 'floats.npy', np.zeros(4))
+  (tmp_path / 'database.csv').write_text('file_name,start,end,emb_dim\na.npy,0,2,8\nb.npy,2,5,8\n')
+  with pytest.raises(InputError, match=message):
+    data.resolve_tracks(str(tmp_path / setting), tmp_path / 'other.npy', 'data.train_tracks',
+                        'blocks of rows stand in for tracks')

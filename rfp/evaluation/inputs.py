@@ -17,7 +17,7 @@ import pathlib
 
 import numpy as np
 
-from rfp import bounds as bounds_lib, data, layouts, rows as rows_lib
+from rfp import data, layouts, rows as rows_lib
 from rfp.errors import InputError
 from rfp.evaluation import sequences as sequences_lib
 
@@ -28,7 +28,7 @@ NAFP_FILES = {'reference': 'db.mm', 'queries': 'query.mm', 'real_distractors': '
 class Sequences:
   """Multi-segment queries, evaluated at each of `lengths` segments (their prefixes)."""
   q_qld: np.ndarray  # [q, longest length, dim] float32.
-  query_rows: np.ndarray  # Their rows in the query file.
+  query_rows: np.ndarray  # Their ids among the query starts (NAFP: rows of the query file).
   ground_truth: np.ndarray  # [q] reference row of each query's first segment.
   lengths: tuple
   true_scores: dict  # {length: [q] mean score of the query with its true run of rows}
@@ -84,11 +84,17 @@ def _open_like(path, reference, what):
 
 
 def _bounds(path, emb, key):
-  """Track bounds of a row file from its track ids (file `path`, setting `key`), or None."""
+  """Track bounds of a row file from its track file `path` (resolved, setting `key`), or None."""
   if not path:
     return None
-  return bounds_lib.bounds_from_ids(
+  return sequences_lib.bounds_from_ids(
       data.track_ids(path, emb, f'set {key}=None to read {emb.path} as one track'))
+
+
+def _tracks_file(setting, emb_path, key):
+  """The track file of a row file under setting `key` (rfp.data.resolve_tracks)."""
+  return data.resolve_tracks(setting, emb_path, key, f'{pathlib.Path(emb_path).name} is read as '
+                             'one track')
 
 
 def _lengths(eval_cfg):
@@ -102,72 +108,90 @@ def _lengths(eval_cfg):
   return lengths
 
 
-def _query_array(path, dim):
-  """Multi-segment queries `[queries, segments, dim]` of an .npy file, or of an NMFP
-  folder (one `[segments, dim]` .npy per query; the shortest sets the segments)."""
+@dataclasses.dataclass(frozen=True)
+class _Recordings:
+  """Multi-segment query recordings, read when needed: `segments` [r] of each,
+  `truth` [r] the reference row of each one's first segment."""
+  segments: np.ndarray
+  truth: np.ndarray
+  names: list  # For errors.
+  read: object  # (recording, first segment, segments) -> [segments, dim] float32.
+
+
+def _recordings(path, truth_path, dim, reference_tracks_path):
+  """The query recordings of an .npy `[queries, segments, dim]` (one recording
+  per query; `truth_path` an integer .npy) or of an NMFP folder (one
+  `[segments, dim]` .npy per recording, its `ground_truth.csv` and the
+  references' `database.csv`; rfp.layouts)."""
   path = pathlib.Path(path)
   if not path.exists():
     raise InputError(f'{path}: not found; set eval.sequence_queries=None to evaluate '
                      'single-window queries only')
+  if not truth_path:
+    raise InputError('eval.sequence_ground_truth is not set: multi-segment queries need the '
+                     "reference row of each query's first segment")
+  if path.is_dir():
+    if not reference_tracks_path or pathlib.Path(reference_tracks_path).suffix != '.csv':
+      raise InputError(f'{path}: NMFP queries name their reference tracks; set '
+                       'eval.reference_tracks to the references\' database.csv')
+    files, truth = layouts.read_nmfp_queries(path, truth_path, reference_tracks_path)
+    parts = [data.open_embeddings(f, dim) for f in files]
+    return _Recordings(np.array([e.n for e in parts], np.int64), truth, [str(f) for f in files],
+                       lambda r, a, n: parts[r].read(a, a + n))
   try:
-    if path.is_dir():
-      parts = [np.load(p, mmap_mode='r', allow_pickle=False) for p in sorted(path.rglob('*.npy'))]
-      bad = [p for p in parts if p.ndim != 2 or p.shape[1] != dim]
-      if not parts or bad:
-        raise InputError(f'{path}: expected .npy queries of shape [segments, {dim}]'
-                         + (f', got {bad[0].shape}' if bad else ', found none'))
-      shortest = min(len(p) for p in parts)
-      return np.stack([p[:shortest] for p in parts])
     q_qld = np.load(path, mmap_mode='r', allow_pickle=False)
   except (ValueError, OSError) as e:
     raise InputError(f'{path}: cannot read ({e})') from e
   if q_qld.ndim != 3 or q_qld.shape[2] != dim or q_qld.dtype.kind != 'f':
     raise InputError(f'{path}: expected float queries [queries, segments, {dim}], '
                      f'got {q_qld.dtype} {q_qld.shape}')
-  return q_qld
+  truth = data.int_vector(truth_path, len(q_qld), path,
+                          "the reference row of each query's first segment")
+  return _Recordings(np.full(len(q_qld), q_qld.shape[1], np.int64), truth,
+                     [f'query {i} of {path}' for i in range(len(q_qld))],
+                     lambda r, a, n: np.asarray(q_qld[r, a:a + n], np.float32))
 
 
-def _sequence_truth(path, truth_path, q_qld, reference_tracks_path):
-  if not truth_path:
-    raise InputError('eval.sequence_ground_truth is not set: multi-segment queries need the '
-                     "reference row of each query's first segment")
-  if pathlib.Path(path).is_dir():
-    if not reference_tracks_path or pathlib.Path(reference_tracks_path).suffix != '.csv':
-      raise InputError(f'{path}: NMFP queries name their reference tracks; set '
-                       'eval.reference_tracks to the references\' database.csv')
-    return layouts.read_nmfp_queries(path, truth_path, reference_tracks_path)[1]
-  return data.int_vector(truth_path, len(q_qld), path, "the reference row of each query's first segment")
+def _starts(segments_r, longest, step):
+  """(recording [s], first segment [s]) of every query of `longest` segments that
+  starts every `step` segments of each recording, as NMFP's evaluation cuts them."""
+  per_r = (segments_r - longest) // step + 1
+  recording = np.repeat(np.arange(len(segments_r)), per_r)
+  first = (np.arange(len(recording)) - np.repeat(np.cumsum(per_r) - per_r, per_r)) * step
+  return recording, first
 
 
 def open_sequences(paths, queries, reference, ref_bounds, eval_cfg, notes):
   """The multi-segment queries, checked against the references: every segment's
   true row exists, in the first segment's track. From `paths['sequence_queries']`
-  (an .npy `[q, segments, dim]` or an NMFP folder) or, in a NAFP folder, runs of
-  consecutive query rows (query row i is db row i). None when there are none to
-  evaluate; lengths past the queries' are dropped (noted)."""
+  (an .npy `[q, segments, dim]` or an NMFP folder), a query starting every
+  `eval.sequence_query_step` segments of each recording, or, in a NAFP folder,
+  runs of consecutive query rows (query row i is db row i). None when there
+  are none to evaluate; lengths past the shortest recording are dropped (noted)."""
   lengths = _lengths(eval_cfg)
   if not lengths:
     return None
   rng = np.random.default_rng([eval_cfg.seed, 5])
   if eval_cfg.num_sequence_queries < 1:
     raise InputError(f'eval.num_sequence_queries={eval_cfg.num_sequence_queries}: must be at least 1')
+  if eval_cfg.sequence_query_step < 1:
+    raise InputError(f'eval.sequence_query_step={eval_cfg.sequence_query_step}: must be at least 1')
   if 'nafp' in paths:
     source, longest = queries.path, min(lengths[-1], queries.n)
   elif paths['sequence_queries']:
-    q_qld = _query_array(paths['sequence_queries'], reference.dim)
-    truth = _sequence_truth(paths['sequence_queries'], paths['sequence_ground_truth'], q_qld,
-                            paths['reference_tracks'])
-    source, longest = paths['sequence_queries'], q_qld.shape[1]
+    recordings = _recordings(paths['sequence_queries'], paths['sequence_ground_truth'],
+                             reference.dim, paths['reference_tracks'])
+    source, longest = paths['sequence_queries'], int(recordings.segments.min())
   else:
     return None
   if lengths[-1] > longest:
-    notes.append(f'{source} holds queries of {longest} segments: lengths '
+    notes.append(f'{source} holds queries of {longest} segments (the shortest): lengths '
                  f'{", ".join(str(n) for n in lengths if n > longest)} not evaluated')
     lengths = [n for n in lengths if n <= longest] or [longest]
   longest = lengths[-1]
   if 'nafp' in paths:
     candidates = np.arange(max(queries.n - longest + 1, 0))
-    starts = candidates[bounds_lib.valid_starts(candidates, ref_bounds, longest)]
+    starts = candidates[sequences_lib.valid_starts(candidates, ref_bounds, longest)]
     if not len(starts):
       raise InputError(f'{queries.path}: no run of {longest} query rows in one track')
     gt = starts[rows_lib.sample_rows(len(starts), eval_cfg.num_sequence_queries, rng)]
@@ -175,13 +199,17 @@ def open_sequences(paths, queries, reference, ref_bounds, eval_cfg, notes):
     picked = queries.take((gt[:, None] + np.arange(longest)).ravel()).reshape(
         len(gt), longest, -1)
   else:
-    bad = np.flatnonzero(~bounds_lib.valid_starts(truth, ref_bounds, longest))
+    recording, first = _starts(recordings.segments, longest, eval_cfg.sequence_query_step)
+    truth = recordings.truth[recording] + first
+    bad = np.flatnonzero(~sequences_lib.valid_starts(truth, ref_bounds, longest))
     if len(bad):
-      raise InputError(f'{paths["sequence_ground_truth"]}: query {bad[0]} starts at reference row '
-                       f'{truth[bad[0]]}, which has no run of {longest} rows in one track of '
-                       f'{reference.path} ({len(bad)} such queries)')
-    rows = rows_lib.sample_rows(len(q_qld), eval_cfg.num_sequence_queries, rng)
-    picked, gt = np.asarray(q_qld[rows, :longest], np.float32), truth[rows]
+      raise InputError(f'{paths["sequence_ground_truth"]}: {recordings.names[recording[bad[0]]]} '
+                       f'at segment {first[bad[0]]} is reference row {truth[bad[0]]}, which has '
+                       f'no run of {longest} rows in one track of {reference.path} '
+                       f'({len(bad)} such queries)')
+    rows = rows_lib.sample_rows(len(truth), eval_cfg.num_sequence_queries, rng)
+    picked = np.stack([recordings.read(recording[i], first[i], longest) for i in rows])
+    gt = truth[rows]
   rows_lib.check_finite(picked.reshape(len(picked), -1), source, rows)
   true_scores = {n: sequences_lib.start_scores(picked[:, :n], reference, gt[:, None])[:, 0]
                  for n in lengths}
@@ -233,23 +261,29 @@ def open_inputs(eval_cfg, run_config, nafp=None, progress=False):
                        f'{ground_truth[bad[0]]}, outside the {reference.n} rows of '
                        f'{reference.path} ({len(bad)} such entries)')
 
+  # Every track file before any work: one that belongs to another file is refused here.
+  paths['reference_tracks'] = _tracks_file(paths['reference_tracks'], reference.path,
+                                           'eval.reference_tracks')
   tracks = None
   if paths['reference_tracks']:
     tracks = data.track_ids(paths['reference_tracks'], reference,
                         'set eval.reference_tracks=None to evaluate without track ids')
-  bounds = {'reference': (bounds_lib.bounds_from_ids(tracks) if tracks is not None
-                          else bounds_lib.track_bounds([0], reference.n))}
+  bounds = {'reference': (sequences_lib.bounds_from_ids(tracks) if tracks is not None
+                          else sequences_lib.track_bounds([0], reference.n))}
 
   real = None
   if paths['real_distractors']:
     real = _open_like(paths['real_distractors'], reference, 'real distractors')
     if _same_file(real.path, reference.path):
       raise InputError(f'{real.path}: is also the reference file; distractors must be other rows')
+    paths['real_distractor_tracks'] = _tracks_file(paths['real_distractor_tracks'], real.path,
+                                                   'eval.real_distractor_tracks')
     bounds['real'] = _bounds(paths['real_distractor_tracks'], real, 'eval.real_distractor_tracks')
     if bounds['real'] is None:
       notes.append(f'no track ids for {real.path}: its sets are runs of consecutive rows at '
                    'random offsets, the file read as one track')
   else:
+    paths['real_distractor_tracks'] = None
     notes.append('no real distractor pool: synthetic curve only')
 
   real2 = None
@@ -260,8 +294,9 @@ def open_inputs(eval_cfg, run_config, nafp=None, progress=False):
                    'data: the real-vs-real floor uses two halves of the real rows')
     else:
       real2 = _open_like(train_path, reference, 'flow training rows')
-      bounds['real2'] = _bounds(run_config.get('data', {}).get('train_tracks'), real2,
-                                'data.train_tracks')
+      paths['real2_tracks'] = _tracks_file(run_config.get('data', {}).get('train_tracks'),
+                                           train_path, 'data.train_tracks')
+      bounds['real2'] = _bounds(paths['real2_tracks'], real2, 'data.train_tracks')
   else:
     notes.append('the flow training file is not available: the real-vs-real floor uses two '
                  'halves of the real rows')
@@ -276,6 +311,7 @@ def open_inputs(eval_cfg, run_config, nafp=None, progress=False):
       raise InputError('eval.queries is not set and eval.query_lengths is empty: nothing to query')
     queries_qd, query_rows, gt = seqs.q_qld[:, 0], seqs.query_rows, seqs.ground_truth
     paths['queries'] = f'{paths["sequence_queries"]} (first segments)'
+    paths['ground_truth'] = f'{paths["sequence_ground_truth"]} (first segments)'
   else:
     query_rows = rows_lib.sample_rows(queries.n, eval_cfg.num_queries,
                                       np.random.default_rng([eval_cfg.seed, 0]))
