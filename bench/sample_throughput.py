@@ -88,18 +88,20 @@ def random_params(net, dim, key):
 
 def track_noise(dim, batch, mesh, rows):
   """`start -> z_bd` over a track shard of `rows` rows (tracks of the demo data's
-  mean length, weights of a typical fit), carrying the AR state as sample.py does."""
-  weights = [[0.0, 0.0, 0.0, 0.1, 0.2, 0.2, 0.3]]
-  plan = {'rates': list(tracks.RATES), 'scales': tracks.scales(weights).tolist()}
-  bounds, profile_t = tracks.layout(0, 0, rows, [464], [0])
-  noise = tracks.make_track_noise(dim, batch, mesh)
-  state = {'u_kd': jnp.zeros((len(tracks.RATES), dim), jnp.float32)}
+  mean length, weights and repeats of a typical fit), carrying the state as sample.py does."""
+  weights = [[0.0, 0.0, 0.3, 0.0, 0.0, 0.1, 0.2, 0.3]]
+  repeat = {'p': 0.7, 'lags': [8, 10, 14, 18, 24, 32, 48, 64, 96, 140, 250],
+            'rhos': [0.8, 0.84, 0.87, 0.9, 0.91, 0.92, 0.94, 0.96, 0.97, 0.98, 0.99]}
+  plan = {'rates': list(tracks.RATES), 'scales': tracks.scales(weights).tolist(),
+          'history': tracks.history_rows([464])}
+  bounds, sections = tracks.layout(0, 0, rows, [464], [0], repeats=[repeat], jitter=0.07)
+  noise = tracks.make_track_noise(dim, batch, mesh, tracks.RATES, plan['history'])
+  state = {'noise': tracks.initial_state(dim, tracks.RATES, plan['history'])}
 
   def draw(start):
-    first_b, scale_bk = tracks.row_inputs(bounds, profile_t, plan['scales'], start,
-                                          start + batch)
-    z_bd, state['u_kd'] = noise(np.uint32(0), np.int32(0), np.int32(start), state['u_kd'],
-                                first_b, scale_bk)
+    inputs = tracks.row_inputs(bounds, sections, plan['scales'], start, start + batch)
+    z_bd, state['noise'] = noise(np.uint32(0), np.int32(0), np.int32(start), state['noise'],
+                                 inputs)
     return z_bd
 
   return draw

@@ -4,8 +4,12 @@ From a trained run, samples synthetic tracks (`sample.tracks`) and i.i.d.
 rows of the same size, then compares them with real tracks:
 
   * temporal statistics (`rfp.temporal`): lag-similarity curves (mean and
-    q10-q90 over tracks), repetition, lengths; of the training tracks, the
-    real pool's tracks and the synthetic tracks;
+    q10-q90 over tracks), repetition (each window's best match 4+ s away:
+    the distribution of its cosine and of its distance), lengths; of the
+    training tracks, the training tracks as the synthetic ones drew them
+    (each as often as copied: the paired reference, free of which tracks the
+    draw happened to pick), the real pool's tracks, the synthetic tracks and
+    i.i.d. rows cut like them;
   * sequence hardness with no queries: the real pool's tracks are split into
     probe tracks, a real set A and a second real set B (the floor). Probes are
     runs of L consecutive windows of the probe tracks; for each set X of
@@ -13,7 +17,9 @@ rows of the same size, then compares them with real tracks:
     (`sequences.exact_best_starts`) is compared with its best start
     over A. The share of probes where X wins is ~50% for B (exchangeable with
     A); synthetic tracks as hard as real ones land there too, while i.i.d.
-    rows, which cannot form a matching run, fall far below as L grows.
+    rows, which cannot form a matching run, fall far below as L grows. The
+    mean best score per L is the run-score decay: how fast a set's best run
+    weakens as the probe grows.
 
 Writes OUT/tracks.json and OUT/tracks.png.
 
@@ -105,8 +111,12 @@ def main():
   n = a_rows.n
   syn_rows, syn_bounds = sample(workdir, workdir / f'bench-tracks-{n}', n, args.seed, True)
   iid_rows, _ = sample(workdir, workdir / f'bench-rows-{n}', n, args.seed, False)
+  manifest = sample_folder.read_manifest(workdir / f'bench-tracks-{n}')
+  _, sections = tracks.shard_layout(manifest['tracks'], args.seed, 0, n)
+  drawn = tracks.fit_tracks(len(train_bounds) - 1)[sections.mirror_t]
 
   stats = {'training tracks': temporal.summary(train_rows, train_bounds),
+           'training tracks as drawn': temporal.summary(train_rows, train_bounds, tracks=drawn),
            'pool tracks': temporal.summary(pool, pool_bounds),
            'synthetic tracks': temporal.summary(syn_rows, syn_bounds),
            'i.i.d. synthetic rows': temporal.summary(iid_rows, syn_bounds)}
@@ -133,40 +143,58 @@ def main():
             'sets': {'probe tracks': len(probe_idx), 'A tracks': len(a_idx),
                      'B tracks': len(b_idx), 'B rows': b_rows.n},
             'sources': {'training': train_source, 'pool': pool_source},
+            'real_track_ids': {'training': train_source, 'pool': pool_source,
+                               'probe': probe_idx.tolist(), 'A': a_idx.tolist(),
+                               'B': b_idx.tolist(), 'drawn': drawn.tolist()},
             'fit': {'weights': [p['weights'] for p in fit['profiles']],
-                    'rates': fit['rates'], 'sampler': fit['sampler']},
+                    'rates': fit['rates'], 'sampler': fit['sampler'],
+                    'generator': fit['generator'], 'jitter': fit['jitter'],
+                    'strong': fit['strong']},
             'temporal': stats, 'sequence_hardness': hardness}
   out.mkdir(parents=True, exist_ok=True)
   files.write_json(out / 'tracks.json', result)
   plot(result, out / 'tracks.png')
-  print(json.dumps({k: v['lag_similarity']['mean'] for k, v in stats.items()}, indent=1))
+  print(json.dumps({k: {'lag similarity': v['lag_similarity']['mean'],
+                        'repetition': v['repetition']['quantiles'],
+                        'match distance': v['repetition']['lag_quantiles']}
+                    for k, v in stats.items()}, indent=1))
 
 
 def plot(result, path):
-  fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(15, 4.2))
-  colours = {'training tracks': 'C0', 'pool tracks': 'C2', 'synthetic tracks': 'C1',
-             'i.i.d. synthetic rows': 'C3'}
+  fig, axes = plt.subplots(1, 5, figsize=(25, 4.2))
+  ax_lag, ax_rep, ax_dist, ax_hard, ax_decay = axes
+  colours = {'training tracks': 'C0', 'training tracks as drawn': 'C4', 'pool tracks': 'C2',
+             'synthetic tracks': 'C1', 'i.i.d. synthetic rows': 'C3'}
   for name, s in result['temporal'].items():
     lag = s['lag_similarity']
-    ax1.plot(lag['lags'], lag['mean'], 'o-', color=colours[name], label=name)
-    ax1.fill_between(lag['lags'], lag['q10'], lag['q90'], color=colours[name], alpha=0.15)
-    rep = s['repetition']['quantiles']
-    qs = sorted(rep, key=float)
-    ax3.plot([rep[q] for q in qs], [float(q) for q in qs], 'o-', color=colours[name], label=name)
-  ax1.set(xscale='log', xlabel='lag (windows of 0.5 s)', ylabel='cosine similarity',
-          title='Lag similarity (mean; band: q10-q90 over tracks)')
-  ax1.set_xticks(temporal.LAGS, [str(l) for l in temporal.LAGS])
-  ax1.legend(fontsize=8)
+    ax_lag.plot(lag['lags'], lag['mean'], 'o-', color=colours[name], label=name)
+    ax_lag.fill_between(lag['lags'], lag['q10'], lag['q90'], color=colours[name], alpha=0.15)
+    for ax, key in ((ax_rep, 'quantiles'), (ax_dist, 'lag_quantiles')):
+      rep = s['repetition'][key]
+      qs = sorted(rep, key=float)
+      ax.plot([rep[q] for q in qs], [float(q) for q in qs], 'o-', color=colours[name], label=name)
+  ax_lag.set(xscale='log', xlabel='lag (windows of 0.5 s)', ylabel='cosine similarity',
+             title='Lag similarity (mean; band: q10-q90 over tracks)')
+  ax_lag.set_xticks(temporal.LAGS, [str(l) for l in temporal.LAGS])
+  ax_lag.legend(fontsize=8)
+  ax_rep.set(xlabel=f'best cosine at lag >= {temporal.MIN_LAG} in the same track',
+             ylabel='quantile over windows', title='Repetition: how close')
+  ax_dist.set(xscale='log', xlabel='distance of that match (windows)', ylabel='quantile over windows',
+              title='Repetition: how far back')
   lengths = [int(l) for l in result['sequence_hardness']]
-  for name, colour in [('second real set (B)', 'C2'), ('synthetic tracks', 'C1'),
-                       ('i.i.d. synthetic rows', 'C3')]:
-    ax2.plot(lengths, [100 * result['sequence_hardness'][str(l)][name]['share_beating_A']
-                       for l in lengths], 'o-', color=colour, label=name)
-  ax2.set(xlabel='probe length L (segments)', ylabel='% probes whose best start beats real set A',
-          title=f'Sequence hardness ({result["rows_per_set"]:,} rows per set)', ylim=(0, 100))
-  ax2.legend(fontsize=8)
-  ax3.set(xlabel=f'best cosine at lag >= {temporal.MIN_LAG} in the same track',
-          ylabel='quantile', title='Repetition')
+  for name, colour in [('real set A', 'C0'), ('second real set (B)', 'C2'),
+                       ('synthetic tracks', 'C1'), ('i.i.d. synthetic rows', 'C3')]:
+    row = [result['sequence_hardness'][str(l)][name] for l in lengths]
+    if name != 'real set A':
+      ax_hard.plot(lengths, [100 * r['share_beating_A'] for r in row], 'o-', color=colour,
+                   label=name)
+    ax_decay.plot(lengths, [r['mean_best'] for r in row], 'o-', color=colour, label=name)
+  ax_hard.set(xlabel='probe length L (segments)', ylabel='% probes whose best start beats real set A',
+              title=f'Sequence hardness ({result["rows_per_set"]:,} rows per set)', ylim=(0, 100))
+  ax_hard.legend(fontsize=8)
+  ax_decay.set(xlabel='probe length L (segments)', ylabel='mean best run score',
+               title='Run-score decay with L')
+  ax_decay.legend(fontsize=8)
   fig.tight_layout()
   fig.savefig(path, dpi=110)
 

@@ -10,13 +10,17 @@ real and synthetic tracks can be compared as distributions:
 
   lag similarity   mean cosine similarity of windows t and t + lag (lags 1 .. 32)
   repetition       each window's best cosine with a window of the same track
-                   at least `min_lag` hops away (loops, choruses)
+                   at least `min_lag` hops away (loops, choruses), and the
+                   distance of that match
   lengths          windows per track
 
-`fit_weights` is the no-JAX half of the track generator (`rfp.tracks`): the
-weights of stationary AR(1) noise processes whose correlation at each lag
-matches a target (non-negative least squares, weights summing to at most 1,
-the rest white noise), so that every window's noise stays N(0, I).
+The rest is the no-JAX half of the track generator (`rfp.tracks`):
+`fit_weights` finds the weights of stationary noise processes (AR(1) of
+fixed rates and one MA(1)) whose correlation at each lag matches a target
+(non-negative least squares, weights summing to at most 1, the rest white
+noise), so that every window's noise stays N(0, I); `repeat_statistics`
+reads, per track, how much of it repeats, how far back and how closely:
+what the generator's sections replay.
 """
 
 import contextlib
@@ -54,32 +58,42 @@ def lag_similarity(rows, bounds, lags=LAGS, tracks=None):
 
 
 def repetition(rows, bounds, min_lag=MIN_LAG, tracks=None):
-  """Each window's best cosine with a window of its own track `min_lag` or more
-  rows away, concatenated over `tracks` (NaN for windows that have none)."""
+  """(best `[n]`, lag `[n]`): each window's best cosine with a window of its own
+  track `min_lag` or more rows away, and how many rows away that window is,
+  concatenated over `tracks` (NaN and 0 for windows that have none)."""
   tracks = range(len(bounds) - 1) if tracks is None else tracks
-  out = []
+  best_out, lag_out = [], []
   for track in tracks:
     x_td = track_rows(rows, bounds, track)
     best = np.full(len(x_td), -np.inf, np.float32)
+    lag = np.zeros(len(x_td), np.int64)
     for a in range(0, len(x_td), _BLOCK):
       sim_bt = x_td[a:a + _BLOCK] @ x_td.T
-      near = np.abs(np.arange(a, a + len(sim_bt))[:, None] - np.arange(len(x_td))) < min_lag
-      sim_bt[near] = -np.inf
-      best[a:a + len(sim_bt)] = sim_bt.max(axis=1)
-    out.append(np.where(np.isfinite(best), best, np.nan))
-  return np.concatenate(out) if out else np.zeros(0)
+      dist_bt = np.abs(np.arange(a, a + len(sim_bt))[:, None] - np.arange(len(x_td)))
+      sim_bt[dist_bt < min_lag] = -np.inf
+      j = sim_bt.argmax(axis=1)
+      best[a:a + len(sim_bt)] = sim_bt[np.arange(len(j)), j]
+      lag[a:a + len(sim_bt)] = dist_bt[np.arange(len(j)), j]
+    found = np.isfinite(best)
+    best_out.append(np.where(found, best, np.nan))
+    lag_out.append(np.where(found, lag, 0))
+  if not best_out:
+    return np.zeros(0), np.zeros(0, np.int64)
+  return np.concatenate(best_out), np.concatenate(lag_out)
 
 
 def track_lengths(bounds):
   return np.diff(np.asarray(bounds, np.int64))
 
 
-def summary(rows, bounds, lags=LAGS, min_lag=MIN_LAG, tracks=None):
-  """The three statistics as a JSON-able dict (spread over tracks and windows)."""
+def summary(rows, bounds, lags=LAGS, min_lag=MIN_LAG, tracks=None, matches=None):
+  """The three statistics as a JSON-able dict (spread over tracks and windows).
+  `matches`: `repetition`'s result for these tracks, if already computed."""
   sim_tl = lag_similarity(rows, bounds, lags, tracks)
-  best_n = repetition(rows, bounds, min_lag, tracks)
+  best_n, lag_n = matches or repetition(rows, bounds, min_lag, tracks)
   lengths = track_lengths(bounds)
   lengths = lengths if tracks is None else lengths[np.asarray(tracks, np.int64)]
+  lag_n = lag_n[np.isfinite(best_n)]
   best_n = best_n[np.isfinite(best_n)]
   with _all_nan_ok():
     return {
@@ -96,6 +110,9 @@ def summary(rows, bounds, lags=LAGS, min_lag=MIN_LAG, tracks=None):
                             for t in THRESHOLDS},
             'quantiles': {str(q): float(np.quantile(best_n, q)) if len(best_n) else None
                           for q in QUANTILES},
+            # Rows between a window and its best match: loops, sections, whole-track repeats.
+            'lag_quantiles': {str(q): float(np.quantile(lag_n, q)) if len(lag_n) else None
+                              for q in QUANTILES},
         },
         'lengths': {'mean': float(np.mean(lengths)), 'min': int(lengths.min()),
                     'max': int(lengths.max()),
@@ -136,14 +153,24 @@ def ar_correlation(rates, lags):
   return np.asarray(rates, np.float64)[None, :] ** np.asarray(lags, np.float64)[:, None]
 
 
+def component_correlation(rates, lags):
+  """`[lags, rates + 1]`: the correlation at each lag of the AR(1) processes of
+  `rates`, then of the MA(1) process (e_t + e_{t-1}) / sqrt(2): 1/2 at lag 1 and
+  0 beyond. Neighbouring windows share half their audio, so real similarity
+  falls from lag 1 to 2 faster than any AR(1) mixture can (a - a^2 <= 1/4)."""
+  ma_l = np.where(np.asarray(lags) == 1, 0.5, 0.0)[:, None]
+  return np.hstack([ar_correlation(rates, lags), ma_l])
+
+
 def fit_weights(target, lags, rates):
-  """Weights w >= 0 (sum <= 1) of AR(1) processes of the given rates whose mixture
-  `sum_i w_i a_i^k` is nearest the target noise correlation at each lag k.
+  """Weights w >= 0 (sum <= 1) of the AR(1) processes of the given rates and of
+  the MA(1) process (last) whose mixture (`component_correlation` @ w) is
+  nearest the target noise correlation at each lag.
 
   The rest, 1 - sum w, is white noise (correlation 0 at every lag >= 1); it
   is a column of its own, and a heavily weighted row makes all of them sum to 1.
   """
-  a_lk = ar_correlation(rates, lags)
+  a_lk = component_correlation(rates, lags)
   a_lk = np.hstack([a_lk, np.zeros((len(lags), 1))])
   scale = 100.0
   design = np.vstack([a_lk, np.full((1, a_lk.shape[1]), scale)])
@@ -158,3 +185,34 @@ def noise_targets(similarity, response_rho, response_sim):
   response curve (output similarity at noise correlation rho, increasing in rho)."""
   monotone = np.maximum.accumulate(np.asarray(response_sim, np.float64))
   return np.interp(np.asarray(similarity, np.float64), monotone, np.asarray(response_rho))
+
+
+# Quantile levels of the per-track distributions a synthetic track draws from.
+LEVELS = tuple(np.linspace(0.0, 1.0, 11))
+
+
+def repeat_statistics(best_n, lag_n, bounds, tracks, strong):
+  """Per track of `tracks` (the order `repetition` concatenated them in): the
+  share of its windows whose best far match is `strong` or closer, and, over
+  those windows, the quantiles (`LEVELS`) of the match's distance in rows and
+  of its cosine. `[]` quantiles where a track has no such window."""
+  out, start = [], 0
+  for n in track_lengths(bounds)[np.asarray(tracks, np.int64)]:
+    best, lag = best_n[start:start + n], lag_n[start:start + n]
+    start += n
+    hit = np.isfinite(best) & (best >= strong)
+    out.append({'share': float(np.mean(hit)) if n else 0.0,
+                'lags': [float(v) for v in np.quantile(lag[hit], LEVELS)] if hit.any() else [],
+                'levels': [float(v) for v in np.quantile(best[hit], LEVELS)] if hit.any() else []})
+  return out
+
+
+def offset_steps(best_n, lag_n, strong):
+  """How often the best match's distance moves by one row between neighbouring
+  strong windows (among moves of at most one): the drift of a loop whose
+  period is not a whole number of hops. Pairs across tracks are rare enough to ignore."""
+  hit = np.isfinite(best_n) & (best_n >= strong)
+  both = hit[1:] & hit[:-1]
+  step = np.abs(np.diff(lag_n))[both]
+  step = step[step <= 1]
+  return float(np.mean(step == 1)) if len(step) else 0.0

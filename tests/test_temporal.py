@@ -40,13 +40,30 @@ def test_repetition_finds_repeated_windows_only_far_enough_apart():
   looped = np.concatenate([base, rng.normal(size=(20, 256)), base[:20]])
   plain = rng.normal(size=(80, 256))
   rows, bounds = _tracks([looped, plain])
-  best = temporal.repetition(rows, bounds, min_lag=8)
-  assert best.shape == (160,)
+  best, lag = temporal.repetition(rows, bounds, min_lag=8)
+  assert best.shape == lag.shape == (160,)
   np.testing.assert_allclose(best[:20], 1.0, atol=1e-5)  # Their copies are 60 rows later.
+  np.testing.assert_array_equal(lag[:20], 60)
+  np.testing.assert_array_equal(lag[60:80], 60)
   assert best[80:].max() < 0.4  # Unrelated windows; the neighbours within 8 are excluded.
+  assert lag[80:].min() >= 8
   # A window's own neighbourhood never counts, however similar.
   rows, bounds = _tracks([np.repeat(base[:1], 10, axis=0)])
-  assert np.isnan(temporal.repetition(rows, bounds, min_lag=10)).all()
+  assert np.isnan(temporal.repetition(rows, bounds, min_lag=10)[0]).all()
+
+
+def test_repeat_statistics_read_each_tracks_share_distance_and_closeness():
+  rng = np.random.default_rng(3)
+  base = rng.normal(size=(30, 256))
+  looped = np.concatenate([base, base + 0.5 * rng.normal(size=(30, 256)) / 16])
+  rows, bounds = _tracks([looped, rng.normal(size=(50, 256))])
+  best, lag = temporal.repetition(rows, bounds)
+  first, second = temporal.repeat_statistics(best, lag, bounds, [0, 1], strong=0.9)
+  assert first['share'] == 1.0 and first['lags'][0] == first['lags'][-1] == 30
+  assert 0.9 < first['levels'][0] <= first['levels'][-1] <= 1.0
+  assert second == {'share': 0.0, 'lags': [], 'levels': []}
+  # The match's distance drifts by a row between neighbours half the time here.
+  assert temporal.offset_steps(np.ones(5), np.array([30, 31, 31, 32, 32]), 0.5) == 0.5
 
 
 def test_summary_spreads_and_lengths():
@@ -62,22 +79,34 @@ def test_summary_spreads_and_lengths():
   assert lag['q10'][0] <= lag['q50'][0] <= lag['q90'][0]
   assert abs(lag['mean'][0] - 0.8) < 0.05
   assert set(s['repetition']['share_above']) == {str(t) for t in temporal.THRESHOLDS}
+  assert set(s['repetition']['lag_quantiles']) == {str(q) for q in temporal.QUANTILES}
   sub = temporal.summary(rows, bounds, tracks=[2])
   assert sub['tracks'] == 1 and sub['lengths']['mean'] == 300.0
 
 
-@pytest.mark.parametrize('weights', [(0.3, 0.5), (0.0, 0.9), (0.6, 0.0)])
+@pytest.mark.parametrize('weights', [(0.3, 0.5, 0.0), (0.0, 0.9, 0.0), (0.6, 0.0, 0.0),
+                                     (0.0, 0.5, 0.3)])
 def test_fit_recovers_known_weights(weights):
   rates, lags = (0.5, 0.95), temporal.LAGS
-  target = temporal.ar_correlation(rates, lags) @ np.asarray(weights)
+  target = temporal.component_correlation(rates, lags) @ np.asarray(weights)
   np.testing.assert_allclose(temporal.fit_weights(target, lags, rates), weights, atol=1e-3)
+
+
+def test_the_moving_average_drops_lag_one_faster_than_any_ar_process():
+  rates, lags = (0.2, 0.5, 0.8, 0.95, 1.0), temporal.LAGS
+  target = np.array([0.6, 0.2, 0.15, 0.1, 0.05, 0.0])  # A steep first step, as real tracks.
+  w = temporal.fit_weights(target, lags, rates)
+  assert w[-1] > 0.3
+  assert abs(temporal.component_correlation(rates, lags)[0] @ w - 0.6) < 0.02
+  ar_only = temporal.fit_weights(target[1:], lags[1:], rates)[:-1]
+  assert temporal.ar_correlation(rates, lags)[0] @ ar_only < 0.5  # Without it, lag 1 falls short.
 
 
 def test_fit_keeps_the_noise_variance():
   rates = (0.5, 0.9, 1.0)
   w = temporal.fit_weights(np.ones(len(temporal.LAGS)), temporal.LAGS, rates)
   assert np.all(w >= 0) and w.sum() <= 1 + 1e-9
-  np.testing.assert_allclose(w, [0, 0, 1], atol=1e-3)  # Fully correlated: a constant per track.
+  np.testing.assert_allclose(w, [0, 0, 1, 0], atol=1e-3)  # Fully correlated: a constant per track.
   assert temporal.fit_weights(np.zeros(6), temporal.LAGS, rates).sum() < 1e-3  # White noise.
 
 

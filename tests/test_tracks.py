@@ -25,34 +25,53 @@ def _write(workdir, out, n, shards, devices=None, **settings):
   return sampling.write_samples(workdir, out, sample_cfg, progress=False, devices=devices)
 
 
-def _reference_noise(seed, shard, bounds, profile_t, scales_pk, dim, rates=tracks.RATES):
+def _reference_noise(seed, shard, bounds, sections, scales_pk, dim, rates=tracks.RATES):
   """A shard's track noise straight from its definition, one row at a time in float64."""
-  rows = int(bounds[-1])
+  rows, k = int(bounds[-1]), len(rates)
   blocks = range(-(-rows // noise_lib.BLOCK_ROWS))
   eps = np.concatenate([np.asarray(noise_lib.block_noise(seed, shard, b, dim)) for b in blocks])
   key = noise_lib.shard_key(seed, shard)
   e = np.concatenate([np.asarray(jax.random.normal(
-      jax.random.fold_in(jax.random.fold_in(key, b), 1),
-      (noise_lib.BLOCK_ROWS, len(rates), dim)))
-                      for b in blocks])
+      jax.random.fold_in(jax.random.fold_in(key, b), 1), (noise_lib.BLOCK_ROWS, k + 1, dim)))
+                      for b in blocks]).astype(np.float64)
   a = np.asarray(rates)[:, None]
-  z, u = np.zeros((rows, dim)), np.zeros((len(rates), dim))
-  for t in range(len(profile_t)):
-    s = np.asarray(scales_pk[profile_t[t]], np.float64)
-    for r in range(bounds[t], bounds[t + 1]):
-      u = e[r] if r == bounds[t] else a * u + np.sqrt(1 - a**2) * e[r]
-      z[r] = s[0] * eps[r] + s[1:] @ u
+
+  def step(u, r, restart):
+    """AR states and MA value of one process at row r."""
+    if restart:
+      return e[r, :k], e[r, k]
+    return a * u + np.sqrt(1 - a**2) * e[r, :k], (e[r, k] + e[r - 1, k]) / np.sqrt(2)
+
+  z = np.zeros((rows, dim))
+  track = np.searchsorted(bounds, np.arange(rows), side='right') - 1
+  u = v = None
+  for r in range(rows):
+    s = np.asarray(scales_pk[sections.profile_t[track[r]]], np.float64)
+    u, m = step(u, r, r == bounds[track[r]])
+    v, n = step(v, r, sections.start_n[r])
+    rho = float(sections.rho_n[r])
+    if rho > 0:
+      assert bounds[track[r]] <= sections.source_n[r] < r
+      z[r] = rho * z[sections.source_n[r]] + np.sqrt(1 - rho**2) * (
+          s[0] * eps[r] + s[1:-1] @ v + s[-1] * n)
+    else:
+      z[r] = s[0] * eps[r] + s[1:-1] @ u + s[-1] * m
   return z
+
+
+_REPEAT = {'p': 0.6, 'lags': [8, 10, 12, 16, 24, 30, 40, 60, 80, 100, 150],
+           'rhos': [0.8, 0.85, 0.9, 0.9, 0.92, 0.95, 0.95, 0.97, 0.98, 0.99, 1.0]}
 
 
 def test_layout_fills_the_shard_with_training_lengths_and_cuts_the_last():
   lengths, profile = [5, 17, 40], [0, 1, 2]
-  bounds, profile_t = tracks.layout(3, 1, 300, lengths, profile)
+  bounds, sections = tracks.layout(3, 1, 300, lengths, profile)
   assert bounds[0] == 0 and bounds[-1] == 300 and np.all(np.diff(bounds) > 0)
   sizes = np.diff(bounds)
   assert set(sizes[:-1]) <= set(lengths) and sizes[-1] <= max(lengths)
-  by_length = dict(zip(lengths, profile))
-  assert [by_length[s] for s in sizes[:-1]] == list(profile_t[:-1])
+  np.testing.assert_array_equal(np.asarray(lengths)[sections.mirror_t[:-1]], sizes[:-1])
+  np.testing.assert_array_equal(np.asarray(profile)[sections.mirror_t], sections.profile_t)
+  assert not sections.rho_n.any()  # No repetition fitted: no repeats.
   again = tracks.layout(3, 1, 300, lengths, profile)
   np.testing.assert_array_equal(bounds, again[0])
   assert not np.array_equal(bounds, tracks.layout(3, 2, 300, lengths, profile)[0])
@@ -60,34 +79,68 @@ def test_layout_fills_the_shard_with_training_lengths_and_cuts_the_last():
   np.testing.assert_array_equal(fixed, [0, 30, 60, 90, 100])
 
 
+def test_repeats_replay_earlier_rows_of_their_own_track_about_one_drawn_distance_back():
+  bounds, sections = tracks.layout(0, 0, 20_000, [400, 900], [0, 1], repeats=[_REPEAT] * 2,
+                                   jitter=0.1)
+  rows = np.arange(20_000)
+  replay = sections.rho_n > 0
+  assert 0.3 < replay.mean() < 0.9
+  track = np.searchsorted(bounds, rows, side='right') - 1
+  source = sections.source_n[replay]
+  assert np.all(source < rows[replay]) and np.all(source >= bounds[track[replay]])
+  np.testing.assert_array_equal(sections.source_n[~replay], rows[~replay])
+  # Never a row of its own period: the second process restarts in between.
+  last_restart = np.maximum.accumulate(np.where(sections.start_n, rows, 0))
+  assert np.all(source < last_restart[replay])
+  assert sections.rho_n[replay].min() >= 0.8 and sections.rho_n.max() <= 1.0
+  distance = rows[replay] - source
+  assert 8 <= np.median(distance) <= 150
+  # The share of windows in a repeat or repeated grows with the repeat probability.
+  shares = [np.mean([tracks.replay_share(400, {**_REPEAT, 'p': p}, 0.0, np.random.default_rng(i))
+                     for i in range(8)]) for p in (0.0, 0.5, 1.0)]
+  assert shares[0] == 0 and shares[0] < shares[1] < shares[2]
+
+
 @pytest.mark.parametrize('num_devices, batch', [(1, 256), (4, 700), (4, 2048)])
 def test_track_noise_follows_its_definition_whatever_the_batch(num_devices, batch):
   mesh = sharding.data_mesh(jax.devices()[:num_devices])
   batch = sharding.round_up(batch, mesh)
   dim, rows = 8, 2500
-  bounds, profile_t = tracks.layout(7, 2, rows, [300, 900, 40], [0, 1, 0])
-  weights = [[0.1, 0.0, 0.2, 0.0, 0.3, 0.0, 0.1], [0.0, 0.5, 0.0, 0.0, 0.0, 0.4, 0.0]]
-  plan = {'rates': list(tracks.RATES), 'scales': tracks.scales(weights).tolist()}
+  bounds, sections = tracks.layout(7, 2, rows, [300, 900, 40], [0, 1, 0], repeats=[_REPEAT] * 3,
+                                   jitter=0.1)
+  weights = [[0.1, 0.0, 0.2, 0.0, 0.3, 0.0, 0.1, 0.1], [0.0, 0.5, 0.0, 0.0, 0.0, 0.2, 0.0, 0.2]]
+  plan = {'rates': list(tracks.RATES), 'scales': tracks.scales(weights).tolist(),
+          'history': tracks.history_rows([300, 900, 40])}
   z = np.concatenate([np.asarray(z_bd) for _, z_bd in tracks.shard_noise(
-      plan, 7, 2, bounds, profile_t, batch, dim, mesh)])[:rows]
-  expected = _reference_noise(7, 2, bounds, profile_t, plan['scales'], dim)
+      plan, 7, 2, bounds, sections, batch, dim, mesh)])[:rows]
+  expected = _reference_noise(7, 2, bounds, sections, plan['scales'], dim)
   np.testing.assert_allclose(z, expected, atol=1e-5)
 
 
 def test_track_noise_is_unit_normal_and_correlated_as_fitted():
   mesh = sharding.data_mesh(jax.devices()[:1])
-  dim, rows, lag = 64, 4096, 4
-  bounds = np.array([0, rows], np.int64)
-  weights = [[0.0, 0.3, 0.0, 0.0, 0.0, 0.5, 0.0]]
-  plan = {'rates': list(tracks.RATES), 'scales': tracks.scales(weights).tolist()}
+  dim, rows = 64, 4096
+  weights = [[0.0, 0.3, 0.0, 0.0, 0.0, 0.3, 0.0, 0.2]]
+  plan = {'rates': list(tracks.RATES), 'scales': tracks.scales(weights).tolist(), 'history': 4096}
+  bounds, plain = tracks.layout(0, 0, rows, [rows], [0])
   z = np.concatenate([np.asarray(z_bd) for _, z_bd in tracks.shard_noise(
-      plan, 0, 0, bounds, np.zeros(1, np.int64), 1024, dim, mesh)])
+      plan, 0, 0, bounds, plain, 1024, dim, mesh)])
   assert abs(z.std() - 1) < 0.03 and abs(z.mean()) < 0.03
-  expected = temporal.ar_correlation(tracks.RATES, [lag]) @ np.asarray(weights[0])
-  assert abs(np.mean(z[lag:] * z[:-lag]) - expected[0]) < 0.05
-  # No AR weight: exactly the rows' noise.
-  white = {'rates': list(tracks.RATES), 'scales': tracks.scales([[0.0] * 7]).tolist()}
-  z0 = next(tracks.shard_noise(white, 0, 0, bounds, np.zeros(1, np.int64), 1024, dim, mesh))[1]
+  for lag in (1, 4):
+    expected = temporal.component_correlation(tracks.RATES, [lag]) @ np.asarray(weights[0])
+    assert abs(np.mean(z[lag:] * z[:-lag]) - expected[0]) < 0.05
+  # Repeats keep every row's variance and come back as close as their rho.
+  _, looped = tracks.layout(0, 0, rows, [rows], [0], repeats=[_REPEAT], jitter=0.1)
+  z = np.concatenate([np.asarray(z_bd) for _, z_bd in tracks.shard_noise(
+      plan, 0, 0, bounds, looped, 1024, dim, mesh)])
+  replay = np.flatnonzero(looped.rho_n > 0)
+  assert 0.97 < z[replay].std() < 1.03 and 0.97 < z.std() < 1.03
+  closeness = np.mean(z[replay] * z[looped.source_n[replay]], axis=1)
+  assert abs(np.mean(closeness - looped.rho_n[replay])) < 0.02
+  # No weight and no repeat: exactly the rows' noise.
+  white = {'rates': list(tracks.RATES), 'scales': tracks.scales([[0.0] * 8]).tolist(),
+           'history': 1}
+  z0 = next(tracks.shard_noise(white, 0, 0, bounds, plain, 1024, dim, mesh))[1]
   np.testing.assert_array_equal(np.asarray(z0), noise_lib.block_noise(0, 0, 0, dim))
 
 
@@ -103,11 +156,21 @@ def test_training_fits_the_track_noise(trained_run):
   assert fit['track_lengths'] == [2048, 1952]
   for profile in fit['profiles']:
     assert all(w >= 0 for w in profile['weights']) and sum(profile['weights']) <= 1 + 1e-9
+    assert len(profile['weights']) == len(tracks.RATES) + 1  # And the moving average.
+  # One repetition per training track, its share of strong far matches read off the real rows.
+  assert len(fit['repeats']) == 2 and 0 <= fit['jitter'] <= 1
+  for repeat in fit['repeats']:
+    assert 0 <= repeat['p'] <= 1 and 0 <= repeat['share'] <= 1
+    assert len(repeat['rhos']) == len(repeat['lags']) in (0, len(temporal.LEVELS))
   # Asking again with the same settings reads it; other settings fit again.
   sample_cfg = cli.run_config(files.read_config(workdir)).sample
   mtime = (workdir / tracks.FILE).stat().st_mtime_ns
   assert tracks.ensure_fit(generator.load_sampler(workdir, sample_cfg)) == fit
   assert (workdir / tracks.FILE).stat().st_mtime_ns == mtime
+  # A fit by the older generator (AR weights only, no sections) is read and fitted again.
+  older = {k: v for k, v in fit.items() if k not in ('repeats', 'jitter', 'strong')}
+  files.write_json(workdir / tracks.FILE, {**older, 'generator': 'ar-noise/1'})
+  assert tracks.ensure_fit(generator.load_sampler(workdir, sample_cfg)) == fit
 
 
 def test_track_ids_file_sets_the_training_tracks(tmp_path):
@@ -142,7 +205,7 @@ def _run_with_weights(trained_run, tmp_path, weights):
 
 
 def test_track_shards_hold_whole_tracks_with_their_bounds(trained_run, tmp_path):
-  workdir = _run_with_weights(trained_run, tmp_path, [0, 0, 0, 0.9, 0, 0, 0])
+  workdir = _run_with_weights(trained_run, tmp_path, [0, 0, 0, 0.9, 0, 0, 0, 0])
   manifest = _write(workdir, tmp_path / 's', 5000, 3, seed=4, dtype='float32')
   assert manifest['tracks']['generator'] == tracks.GENERATOR
   rows = sample_folder.open_samples(tmp_path / 's')
