@@ -49,12 +49,16 @@ def _track_ids(folder, name, emb):
   return bounds_lib.bounds_from_ids(data.track_ids(path, emb, 'growth bench'))
 
 
-def measure(workdir, data_dir, draws, seed=0, queries=2_000):
-  """{kind: {N: hardness}}, the growth summary and the tail's back-test."""
+def measure(workdir, data_dir, draws, seed=0, queries=2_000, predict=()):
+  """{kind: {N: hardness}}, the growth summary, the tail's back-test and its
+  estimate from the whole pool at the sizes `predict`."""
   d = pathlib.Path(data_dir)
   ref = data.open_embeddings(d / 'reference.npy')
-  q_qd = np.load(d / 'queries.npy')[:queries].astype(np.float32)
-  gt = np.load(d / 'ground_truth.npy')[:queries]
+  # The queries evaluate.py takes (rfp/evaluation/inputs.py), for figures beside its own.
+  rows = rows_lib.sample_rows(len(np.load(d / 'ground_truth.npy')), queries,
+                              np.random.default_rng([seed, 0]))
+  q_qd = np.load(d / 'queries.npy')[rows].astype(np.float32)
+  gt = np.load(d / 'ground_truth.npy')[rows]
   true_q = np.einsum('qd,qd->q', q_qd, ref.take(gt))
   real = data.open_embeddings(d / 'distractors.npy')
   real_b = _track_ids(d, 'distractors_tracks.npy', real)
@@ -93,7 +97,9 @@ def measure(workdir, data_dir, draws, seed=0, queries=2_000):
     growth[kind] = {'level': hard[kind][top] - hard['real'][top],
                     'growth': slope(kind) / slope('real')}
   backtest = tail.backtest(q_qd, true_q, real, real_b, {'synthetic': synthetic}, seed)
-  return {'sizes': sizes, 'hardness': hard, 'growth': growth, 'backtest': backtest}
+  estimate = tail.estimate(q_qd, true_q, real, real_b, predict, seed) if predict else None
+  return {'sizes': sizes, 'hardness': hard, 'growth': growth, 'backtest': backtest,
+          'estimate': estimate}
 
 
 def main():
@@ -102,9 +108,13 @@ def main():
   parser.add_argument('--workdir', required=True, help='a trained run with WORKDIR/samples')
   parser.add_argument('--data', default=str(ROOT / 'data'), help='a folder laid out as data/')
   parser.add_argument('--draws', type=int, default=3)
+  parser.add_argument('--queries', type=int, default=2_000, help='as eval.num_queries')
+  parser.add_argument('--predict', default='1000000,10000000,100000000',
+                      help='sizes at which to print the extreme-value estimate from the whole pool')
   parser.add_argument('--out', help='write the figures here as JSON')
   args = parser.parse_args()
-  out = measure(args.workdir, args.data, args.draws)
+  out = measure(args.workdir, args.data, args.draws, queries=args.queries,
+                predict=[int(n) for n in args.predict.split(',') if n])
   n_lo, n_hi = out['sizes'][0], out['sizes'][-1]
   print(f'\nfrom {n_lo:,} to {n_hi:,}: level at {n_hi:,} (points vs real), growth (x real\'s)')
   for kind, g in out['growth'].items():
@@ -113,6 +123,10 @@ def main():
   print('back-test, predicted minus real at ' + ', '.join(f'{n:,}' for n in bt['truth']) + ':')
   for name, err in bt['errors'].items():
     print(f'  {name:14s} ' + '  '.join(f'{100 * e:+.2f}' for e in err.values()))
+  if out['estimate']:
+    print('extreme-value estimate from the whole pool, hardness % [90 %]:')
+    for n, h in out['estimate']['hardness'].items():
+      print(f'  {n:>12,}  {100 * h["mean"]:5.1f} [{100 * h["lo"]:.1f}, {100 * h["hi"]:.1f}]')
   if args.out:
     pathlib.Path(args.out).write_text(json.dumps(tail.json_keys(out), indent=1))
 

@@ -246,6 +246,11 @@ def _sequences(results):
     verdicts = [f'**Verdict, {label["synthetic"]}.** {seq["verdicts"][key]["text"]}']
     if 'track_verdicts' in seq:
       verdicts.append(f'**Verdict, synthetic tracks.** {seq["track_verdicts"][key]["text"]}')
+    tail = (results.get('tail') or {}).get('sequences', {}).get(key)
+    if tail:
+      verdicts.append('Extreme-value estimate (each track\'s best run, N counted in tracks): '
+                      + ', '.join(f'{_pct(h, 1)} % at {_size(int(size))}'
+                                  for size, h in tail.items()) + '.')
     parts += [f'### {n} segment{"s" * (n > 1)} ({_seconds(n, e):g} s)', *verdicts,
               _table(['distractors'] + [f'hardness % {label[k]}' for k in kinds]
                      + [f'HR@1 % {label[k]}' for k in kinds if k != 'real2'], rows)]

@@ -5,7 +5,7 @@ import pytest
 from scipy import stats
 
 from rfp import rows
-from rfp.evaluation import tail
+from rfp.evaluation import inputs, tail
 
 DIM = 128
 
@@ -116,3 +116,18 @@ def test_disagreement_is_said_only_past_the_back_test_errors():
   line = tail.disagreement(t, 0.18, 1_000_000)
   assert line and '18.0 %' in line and '25.0 %' in line and '3.0 points' in line
   assert tail.disagreement(t, 0.23, 1_000_000) is None
+
+
+def test_sequence_estimate_counts_tracks_not_rows():
+  # Tracks of 50 i.i.d. rows; one-segment runs, so each track's best run is
+  # the best of 50 rows and the per-track tail must give what the rows give.
+  rng = np.random.default_rng(4)
+  q, true_q, p_q = _queries(200, rng)
+  pool = rows.ArrayRows(_sphere(20_000, rng))
+  bounds = np.arange(0, 20_001, 50)
+  seq = inputs.Sequences(q[:, None], np.arange(200), np.zeros(200, np.int64), (1,), {1: true_q})
+  got = tail.sequence_estimate(seq, pool, bounds, [20_000, 160_000])['1']
+  for n in (20_000, 160_000):
+    exact = np.mean(-np.expm1(n * np.log1p(-p_q)))
+    assert got[str(n)] == pytest.approx(exact, abs=0.10), (n, exact, got)
+  assert got['160000'] > got['20000']

@@ -19,6 +19,10 @@ track are correlated, so the fit set is whole tracks and the interval comes
 from resampling those tracks (a bootstrap over tracks), which is what makes a
 fit on few tracks show its noise.
 
+Multi-segment queries score runs of a track's rows, and a track's runs
+overlap: there the units are tracks, each scored by its best run
+(`track_maxima`), and N is counted in tracks (`sequence_estimate`).
+
 `backtest` asks each way of reaching past the pool the same question on the
 real pool itself: predict the pool's hardness, and half of it, from what that
 way may see.
@@ -29,7 +33,7 @@ import dataclasses
 import numpy as np
 
 from rfp import rows as rows_lib
-from rfp.evaluation import hardness, scaling
+from rfp.evaluation import hardness, scaling, sequences
 
 TAIL_SHARE = 0.02  # Exceedances per query: this share of the fit rows...
 TAIL_MIN, TAIL_MAX = 50, 1000  # ...within these counts.
@@ -99,10 +103,11 @@ def gpd_sf(y, scale, shape):
   return np.where(base > 0, sf, 0.0)
 
 
-def exceed_probs(top, true_q, weights_t=None):
+def exceed_probs(top, true_q, weights_t=None, decluster=True):
   """p_q: the probability that one row of the fit set's distribution outscores
   query q's true match, `[q]`; `weights_t` (times each track is drawn, for a
-  bootstrap) weights the tracks."""
+  bootstrap) weights the tracks; `decluster` scales p by the extremal index
+  (False where the units are independent already, e.g. whole tracks)."""
   w_t = np.ones(len(top.lengths)) if weights_t is None else np.asarray(weights_t, np.float64)
   n = float(w_t @ top.lengths)
   k = tail_count(n)
@@ -124,7 +129,8 @@ def exceed_probs(top, true_q, weights_t=None):
   p_tail = kw_q / n * gpd_sf(true_q - u_q, scale, -kappa)
   p_count = (top.above_qt @ w_t) / n
   in_tail = (true_q >= u_q) & np.isfinite(scale) & (scale > 0)
-  return np.where(in_tail, p_tail, p_count) * extremal_index(top, k)
+  p_q = np.where(in_tail, p_tail, p_count)
+  return p_q * extremal_index(top, k) if decluster else p_q
 
 
 def extremal_index(top, k):
@@ -284,3 +290,41 @@ def disagreement(tail, synthetic_hardness, size):
   return (f'At {size:,} distractors synthetic hardness {100 * synthetic_hardness:.1f} % and the '
           f'extreme-value estimate {100 * evt:.1f} % disagree by more than their back-test errors '
           f'together ({100 * allowed:.1f} points).')
+
+
+def track_maxima(q_qld, rows, bounds, lengths):
+  """{L: [q, tracks] each query's best run score of L segments in each track}
+  (exact; -inf where a track is shorter than L)."""
+  n_t = len(bounds) - 1
+  out = {n: np.full((len(q_qld), n_t), -np.inf, np.float32) for n in lengths}
+  for t in range(n_t):
+    a, b = int(bounds[t]), int(bounds[t + 1])
+    best = sequences.exact_best_starts(q_qld, rows_lib.Slice(rows, a, b), np.array([0, b - a]),
+                                       lengths)
+    for n in lengths:
+      out[n][:, t] = best[n][0]
+  return out
+
+
+def sequence_estimate(seq, real, bounds, sizes):
+  """{L: {N: hardness}} of the multi-segment queries `seq` (`inputs.Sequences`)
+  at N distractor rows: per query, a tail fitted on its best run in each track
+  of the pool (`real`, tracks `bounds`), N counted in tracks of the pool's mean
+  length."""
+  maxima = track_maxima(seq.q_qld, real, bounds, seq.lengths)
+  n_t = len(bounds) - 1
+  per_track = real.n / n_t
+  out = {}
+  for n, m_qt in maxima.items():
+    # A track shorter than L has no run: it scores as its query's worst track.
+    finite = np.isfinite(m_qt)
+    m_qt = np.where(finite, m_qt, np.min(np.where(finite, m_qt, np.inf), axis=1, keepdims=True))
+    true_q = seq.true_scores[n]
+    order = np.argsort(-m_qt, axis=1)
+    top = TopScores(np.take_along_axis(m_qt, order, 1), order, order,
+                    (m_qt > true_q[:, None]).astype(np.int64), np.ones(n_t, np.int64))
+    p_q = exceed_probs(top, true_q, decluster=False)
+    p_q = np.clip(p_q, 0.0, 1.0 - 1e-12)
+    out[str(n)] = {str(size): float(np.mean(-np.expm1(size / per_track * np.log1p(-p_q))))
+                   for size in sizes}
+  return out
