@@ -33,7 +33,6 @@ checkpoint is the one whose gaps are closest to the teacher's.
 """
 
 import json
-import os
 import pathlib
 import time
 
@@ -45,7 +44,7 @@ from tqdm import tqdm
 
 from rfp import (calibration, checkpoint, data, files, flow, generator, model as model_lib,
                  noise as noise_lib, sharding, training)
-from rfp.errors import InputError
+from rfp.errors import InputError, check_positive_int
 from rfp.evaluation import hardness
 
 FILE = 'distill.json'
@@ -119,10 +118,8 @@ def make_pairs(workdir, teacher_generate, teacher_params, seed, pairs, dim, batc
     if not path.exists():
       rows = generator.generate_rows(teacher_generate, teacher_params, seed, PAIR_SHARDS + c,
                                      sizes[c], dim, batch_size, mesh)
-      tmp = path.with_name(path.name + '.tmp')
-      with open(tmp, 'wb') as f:
+      with files.atomic_path(path) as tmp, open(tmp, 'wb') as f:
         np.save(f, rows.astype(np.float32))
-      os.replace(tmp, path)
     x.append(np.load(path))
     z.append(noise_rows(seed, PAIR_SHARDS + c, sizes[c], dim, batch_size, mesh))
   return np.concatenate(z), np.concatenate(x)
@@ -149,9 +146,7 @@ def _student_config(config, teacher_run):
 
 def _check_config(cfg):
   for name in ('distill_pairs', 'distill_steps'):
-    value = cfg[name]
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-      raise InputError(f'train.{name}={value!r}: expected a positive integer')
+    check_positive_int(cfg[name], f'train.{name}')
   reflow = cfg.distill_reflow_epochs
   if isinstance(reflow, bool) or not isinstance(reflow, int) or not 0 <= reflow <= cfg.epochs:
     raise InputError(f'train.distill_reflow_epochs={reflow!r}: expected an integer from 0 to '

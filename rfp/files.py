@@ -8,6 +8,7 @@
 Imports neither JAX nor orbax, so evaluation and every `--help` start fast.
 """
 
+import contextlib
 import json
 import os
 import pathlib
@@ -17,15 +18,31 @@ import socket
 from rfp.errors import InputError
 
 
-def write_json(path, obj, indent=2, end='\n'):
-  """Writes JSON atomically: a reader never sees half a file. The temporary
-  name is per process, since several hosts may write into one shared folder.
-  `indent` and `end` keep files whose layout is fixed byte for byte (the
-  shipped data's metadata)."""
+@contextlib.contextmanager
+def atomic_path(path, tmp=None, sync=False):
+  """The name to write `path` under: `path` appears, complete, only once the
+  block ends without an error, so a reader never sees half a file.
+
+  The temporary name is per host and process (several hosts may write into
+  one shared folder) unless `tmp` names it; with `sync` the file is on disk
+  before it takes its name, so a crash leaves either the old file or the
+  new one. A block that fails leaves the temporary file behind.
+  """
   path = pathlib.Path(path)
-  tmp = path.with_name(f'{path.name}.{socket.gethostname()}.{os.getpid()}.tmp')
-  tmp.write_text(json.dumps(obj, indent=indent) + end)
+  if tmp is None:
+    tmp = path.with_name(f'{path.name}.{socket.gethostname()}.{os.getpid()}.tmp')
+  yield tmp
+  if sync:
+    with open(tmp, 'rb+') as f:
+      os.fsync(f.fileno())
   os.replace(tmp, path)
+
+
+def write_json(path, obj, indent=2, end='\n'):
+  """Writes JSON atomically (`atomic_path`). `indent` and `end` keep files
+  whose layout is fixed byte for byte (the shipped data's metadata)."""
+  with atomic_path(path) as tmp:
+    tmp.write_text(json.dumps(obj, indent=indent) + end)
 
 
 def size_text(nbytes):

@@ -24,7 +24,6 @@ redone, a finished one is not.
 import dataclasses
 import os
 import pathlib
-import socket
 import sys
 
 import faiss
@@ -49,11 +48,6 @@ def database(reference, shards):
 
 def part_path(folder, part, parts):
   return pathlib.Path(folder) / f'part-{part:05d}-of-{parts:05d}.index'
-
-
-def _tmp(path):
-  """A temporary name per host and process: several may share the folder."""
-  return path.with_name(f'{path.name}.{socket.gethostname()}.{os.getpid()}.tmp')
 
 
 def which_part(part=None, parts=None, environ=None):
@@ -118,9 +112,8 @@ def train(folder, reference, shards, spec, rng, identity=None, progress=False):
             bar_format='{desc} ({elapsed})', disable=not progress) as bar:
     index = retrieval.train_index(db, spec, rng, gpu=False)
     bar.update()
-  tmp = _tmp(folder / TRAINED)
-  index.write(tmp)
-  os.replace(tmp, folder / TRAINED)
+  with files.atomic_path(folder / TRAINED) as tmp:
+    index.write(tmp)
   info['settings'] = index.settings
   files.write_json(folder / TRAINED_JSON, info)  # Written last: it marks the step done.
   return info
@@ -167,9 +160,8 @@ def add_part(folder, reference, shards, part, parts, progress=False, on_chunk=No
         if on_chunk is not None:
           on_chunk(int(offsets[j] + start), x)
         bar.update(len(x))
-  tmp = _tmp(path)
-  faiss.write_index(index, str(tmp))
-  os.replace(tmp, path)
+  with files.atomic_path(path) as tmp:
+    faiss.write_index(index, str(tmp))
   return path
 
 
@@ -221,9 +213,8 @@ def merge(folder, parts=None, progress=False):
             disable=not progress) as bar:
     merge_ondisk(index, [str(p) for p in paths], str(data))
     bar.update()
-  tmp = _tmp(path)
-  faiss.write_index(index, str(tmp))  # It names merged.ivfdata, found beside it on reading.
-  os.replace(tmp, path)
+  with files.atomic_path(path) as tmp:
+    faiss.write_index(index, str(tmp))  # It names merged.ivfdata, found beside it on reading.
   return path
 
 

@@ -10,7 +10,7 @@ process `i % process_count`.
 
 import collections
 import datetime
-import os
+import itertools
 import pathlib
 import shlex
 import subprocess
@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 import rfp
 from rfp import files, flow, generator, noise as noise_lib, sample_folder, sharding, tracks
-from rfp.errors import InputError
+from rfp.errors import InputError, check_positive_int
 
 # Sampler calls in flight while the host copies one out: enough to keep the
 # device busy, few enough that their outputs fit in its memory.
@@ -31,16 +31,10 @@ LOOKAHEAD = 2
 
 def check_config(sample_cfg):
   """InputError for any unusable field of a `sample` config section."""
-
-  def positive_int(name):
-    value = sample_cfg[name]
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-      raise InputError(f'sample.{name}={value!r}: expected a positive integer')
-
   for name in ('n', 'shards', 'steps', 'batch_size'):
-    positive_int(name)
+    check_positive_int(sample_cfg[name], f'sample.{name}')
   if sample_cfg.track_length is not None:
-    positive_int('track_length')
+    check_positive_int(sample_cfg.track_length, 'sample.track_length')
   if sample_cfg.n < sample_cfg.shards:
     raise InputError(f'n={sample_cfg.n} is smaller than shards={sample_cfg.shards}: every shard '
                      'needs at least one row')
@@ -179,7 +173,10 @@ def _sample_shards(folder, todo, rows, manifest, sampler, done_rows, total_rows,
       return ((start, noise(seed, np.int32(i), np.int32(start)))
               for start in range(0, rows[i], batch))
     bounds, profile_t = tracks.shard_layout(manifest['tracks'], seed, i, rows[i])
-    _write_atomic(sample_folder.bounds_path(folder, i), bounds)
+    path = sample_folder.bounds_path(folder, i)
+    with files.atomic_path(path, tmp=sample_folder.tmp_path(path), sync=True) as tmp:
+      with open(tmp, 'wb') as f:
+        np.save(f, bounds)
     return tracks.shard_noise(manifest['tracks'], seed, i, bounds, profile_t, batch, dim, mesh)
 
   def dispatched():
@@ -190,27 +187,15 @@ def _sample_shards(folder, todo, rows, manifest, sampler, done_rows, total_rows,
 
   bar = tqdm(total=total_rows, initial=done_rows, unit='row', unit_scale=True, desc='sample',
              dynamic_ncols=True, mininterval=1.0, disable=not progress)
-  for i, start, x_bd in lookahead(dispatched(), depth=LOOKAHEAD):
-    if start == 0:
-      tmp = sample_folder.tmp_path(sample_folder.shard_path(folder, i))
+  for i, batches in itertools.groupby(lookahead(dispatched(), depth=LOOKAHEAD), lambda b: b[0]):
+    path = sample_folder.shard_path(folder, i)
+    # Named `.tmp` until complete, so a resumed run sees a partial shard (`check_shard`).
+    with files.atomic_path(path, tmp=sample_folder.tmp_path(path), sync=True) as tmp:
       shard_file = np.lib.format.open_memmap(tmp, mode='w+', dtype=dtype, shape=(rows[i], dim))
-    count = min(batch, rows[i] - start)
-    shard_file[start:start + count] = np.asarray(x_bd)[:count]
-    bar.update(count)
-    if start + count == rows[i]:
+      for _, start, x_bd in batches:
+        count = min(batch, rows[i] - start)
+        shard_file[start:start + count] = np.asarray(x_bd)[:count]
+        bar.update(count)
       shard_file.flush()
       del shard_file
-      with open(tmp, 'rb+') as f:  # On disk before it gets its final name.
-        os.fsync(f.fileno())
-      os.replace(tmp, sample_folder.shard_path(folder, i))
   bar.close()
-
-
-def _write_atomic(path, array):
-  """`np.save` under a temporary name, on disk before it takes `path`."""
-  tmp = sample_folder.tmp_path(path)
-  with open(tmp, 'wb') as f:
-    np.save(f, array)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)

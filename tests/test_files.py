@@ -19,6 +19,20 @@ def test_write_json_is_atomic_and_leaves_no_temporary(tmp_path):
   assert [p.name for p in tmp_path.iterdir()] == ['x.json']
 
 
+def test_atomic_path_names_the_file_only_once_it_is_complete(tmp_path):
+  path = tmp_path / 'x.bin'
+  path.write_bytes(b'old')
+  with pytest.raises(RuntimeError):
+    with files.atomic_path(path) as tmp:
+      tmp.write_bytes(b'half')
+      raise RuntimeError('cut off')
+  assert path.read_bytes() == b'old'  # A failed write leaves the old file.
+  with files.atomic_path(path, tmp=tmp_path / 'x.bin.tmp', sync=True) as tmp:
+    assert tmp == tmp_path / 'x.bin.tmp'
+    tmp.write_bytes(b'new')
+  assert path.read_bytes() == b'new' and not tmp.exists()
+
+
 def test_mixing_runs_is_refused_with_the_changed_leaves():
   old = {'model': {'width': 128, 'depth': 2}, 'train': {'seed': 0, 'epochs': 3}}
   files.check_same_settings('run', old, old, ('model', 'train.seed'), 'a run', '--workdir')

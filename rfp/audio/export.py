@@ -14,6 +14,7 @@ from rfp.audio.scoring import (hit_rates_by_condition, hit_rates_by_distractor_c
                                hit_rates_by_offset, sequence_rates, top1_rates)
 from rfp.audio.splits import split_summary
 from rfp.audio.workdir import concat_audio, write_json
+from rfp.files import atomic_path
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 # Query lengths the systems' own evaluations default to (1 to 10 s at 0.5 s hop):
@@ -35,10 +36,9 @@ def _embedded_splits(work, params, sp, log):
       log(f'export: embedding {name} ({len(sp[name])} tracks)')
       f_nsd, track_n = embed_tracks(work, params, sp[name])
       # Offset-0 fingerprints alone are the single-window rows the metadata compares against.
-      with open(path.with_suffix('.tmp'), 'wb') as f:
+      with atomic_path(path) as tmp, open(tmp, 'wb') as f:
         np.savez(f, rows=database_rows(f_nsd).astype(np.float16), track=track_n,
                  single=f_nsd[:, DATABASE_SHIFTS.index(0)].astype(np.float16))
-      path.with_suffix('.tmp').replace(path)
     with np.load(path) as f:
       arrays[name], arrays[f'{name}_tracks'] = f['rows'], f['track']
   return arrays, cache

@@ -12,7 +12,6 @@ each piece is only used by the others; the build's stages are elsewhere.
 
 import functools
 import hashlib
-import os
 import pathlib
 import time
 from typing import Callable
@@ -25,6 +24,7 @@ import numpy as np
 import optax
 from tqdm import tqdm
 
+from rfp import files
 from rfp.audio import augment
 from rfp.audio.features import HOP, LOOP_CORR, N_FRAMES, N_MELS, SEGMENT, log_mel, mel_correlations
 
@@ -370,9 +370,8 @@ def init_params(key, model=Encoder()):
 
 
 def _save_atomic(path, data):
-  tmp = path.with_suffix('.tmp')
-  tmp.write_bytes(data)
-  os.replace(tmp, path)
+  with files.atomic_path(path) as tmp:
+    tmp.write_bytes(data)
 
 
 def train(key, audio, track_bounds_k2, noise, rirs_nl, ckpt_dir, steps, batch=128,
