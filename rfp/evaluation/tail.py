@@ -31,6 +31,7 @@ way may see.
 import dataclasses
 
 import numpy as np
+from tqdm import tqdm
 
 from rfp import rows as rows_lib
 from rfp.evaluation import hardness, scaling, sequences
@@ -246,21 +247,33 @@ def hr1_at(p_q, unbeaten_q, hr1_pool, n_pool, sizes):
 NO_TRACKS_BLOCK = 500  # Rows per pseudo-track where a pool has no track ids.
 
 
-def evaluate(inputs, synthetic, sizes, hr1_pool, seed):
+def evaluate(inputs, synthetic, sizes, hr1_pool, seed, progress=False):
   """The extreme-value estimate from the whole real pool at each of `sizes`
   (HR@1 anchored at `hr1_pool`, the real HR@1 measured at the pool), and the
   back-test of it beside the synthetic rows (`synthetic`: {name: row source})
-  and a line in log N."""
+  and a line in log N; with multi-segment queries, theirs per length."""
+  steps = ('fit on the pool', 'back-test', 'multi-segment queries')
+  bar = tqdm(total=len(steps) - (inputs.sequences is None), desc='extreme-value estimate',
+             bar_format='{desc}: {n}/{total} {postfix} ({elapsed})', disable=not progress)
+  bar.set_postfix_str(steps[0])
   real = inputs.real
   bounds = inputs.bounds.get('real')
   if bounds is None:  # Blocks of consecutive rows stand in for tracks.
     bounds = np.append(np.arange(0, real.n, NO_TRACKS_BLOCK), real.n)
   q_qd, true_q = inputs.queries_qd, inputs.true_scores
   fit = estimate(q_qd, true_q, real, bounds, sizes, seed, hr1_pool=hr1_pool)
+  bar.update()
+  bar.set_postfix_str(steps[1])
   fit['backtest'] = backtest(q_qd, true_q, real, bounds,
                              {k: v for k, v in synthetic.items() if v is not None and v.n >= real.n},
                              seed)
+  bar.update()
   fit = json_keys(fit)
+  if inputs.sequences is not None:
+    bar.set_postfix_str(steps[2])
+    fit['sequences'] = sequence_estimate(inputs.sequences, real, bounds, sizes)
+    bar.update()
+  bar.close()
   fit['method'] = ('per-query generalized Pareto tail of exact scores against the real pool, '
                    f'fitted by probability-weighted moments above each query\'s '
                    f'{fit["exceedances"]:,}th best score; 90 % interval from {BOOTSTRAP} '
