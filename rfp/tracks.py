@@ -200,15 +200,16 @@ def repeat_probability(share, length, lags, jitter, seed):
 
 def row_inputs(bounds, sections, scales_pk, start, stop):
   """Per-row inputs of rows [start, stop) of a shard, padded with repeats of the
-  last row to `stop`: (row index, first-of-track flags, section starts, rho,
-  the next row's source row `[b]`, noise scales `[b, components + 1]`)."""
+  last row to `stop`: (row index `[b]`, restarts `[b, 2]` (first of a track;
+  first of a section or period), rho and the next row's source row `[b]`,
+  noise scales `[b, components + 1]`)."""
   rows = np.arange(start, stop)
   clipped = np.minimum(rows, bounds[-1] - 1)
   track = np.searchsorted(bounds, clipped, side='right') - 1
   fresh = rows == clipped
   first = (clipped == bounds[track]) & fresh
   ahead = sections.source_n[np.minimum(rows + 1, bounds[-1] - 1)]
-  return (rows.astype(np.int32), first, sections.start_n[clipped] & fresh,
+  return (rows.astype(np.int32), np.stack([first, sections.start_n[clipped] & fresh], axis=1),
           sections.rho_n[clipped], ahead.astype(np.int32),
           np.asarray(scales_pk, np.float32)[sections.profile_t[track]])
 
@@ -231,8 +232,8 @@ def make_track_noise(dim, batch_size, mesh, rates=RATES, history=1):
 
   Noise of rows [start, start + batch) of a track shard (`row_inputs`),
   carrying the state from the batch before (`initial_state` at the shard's
-  start, whose first row starts a track): the two processes' AR states and
-  last MA innovations, the last `history` rows of noise, and the next row's
+  start, whose first row starts a track): the two processes' AR states, the
+  last MA innovation, the last `history` rows of noise, and the next row's
   replayed row from them.
   Rows are computed one after another in a scan, so every row takes the same
   operations whatever the batch size.
@@ -243,31 +244,28 @@ def make_track_noise(dim, batch_size, mesh, rates=RATES, history=1):
   eps = noise_lib.batch_normal(batch_size, (dim,))
   innovations = noise_lib.batch_normal(batch_size, (len(rates) + 1, dim), salt=1)
 
-  def process(state, eps_d, e_cd, restart, scale_c):
-    """One row of s_0 eps + sum_k s_k u_k + s_m m, restarted where `restart`."""
-    u_kd, last_d = state
-    u_kd = jnp.where(restart, e_cd[:-1], a_k[:, None] * u_kd + c_k[:, None] * e_cd[:-1])
-    m_d = jnp.where(restart, e_cd[-1], half * (e_cd[-1] + last_d))
-    z_d = scale_c[0] * eps_d
-    for k in range(len(rates)):  # A fixed order of additions: reproducible sums.
-      z_d = z_d + scale_c[k + 1] * u_kd[k]
-    return (u_kd, e_cd[-1]), z_d + scale_c[-1] * m_d
-
   @functools.partial(jax.jit, out_shardings=(sharding.batch_sharding(mesh),
                                              sharding.replicated(mesh)))
   def noise(seed, shard, start, state, inputs):
     key = noise_lib.shard_key(seed, shard)
 
     def step(state, row):
-      new, again, past_hd, replayed_d = state
-      eps_d, e_cd, (t, first, section, rho, ahead, scale_c) = row
-      new, b_d = process(new, eps_d, e_cd, first, scale_c)
-      again, y_d = process(again, eps_d, e_cd, section, scale_c)
+      # Both processes at once, [2, ...]: the track's (restarted per track) and the
+      # loops' (restarted per section and period). They share the innovations.
+      u_pkd, last_d, past_hd, replayed_d = state
+      eps_d, e_cd, (t, restart_p, rho, ahead, scale_c) = row
+      u_pkd = jnp.where(restart_p[:, None, None], e_cd[:-1],
+                        a_k[:, None] * u_pkd + c_k[:, None] * e_cd[:-1])
+      m_pd = jnp.where(restart_p[:, None], e_cd[-1], half * (e_cd[-1] + last_d))
+      z_pd = scale_c[0] * eps_d + scale_c[-1] * m_pd
+      for k in range(len(rates)):  # A fixed order of additions: reproducible sums.
+        z_pd = z_pd + scale_c[k + 1] * u_pkd[:, k]
+      b_d, y_d = z_pd
       z_d = jnp.where(rho > 0, rho * replayed_d + jnp.sqrt(1.0 - rho * rho) * y_d, b_d)
       past_hd = jax.lax.dynamic_update_index_in_dim(past_hd, z_d, t % history, 0)
       # Read after the write: XLA then updates the history in place, not a copy per row.
       replayed_d = jax.lax.dynamic_index_in_dim(past_hd, ahead % history, keepdims=False)
-      return (new, again, past_hd, replayed_d), z_d
+      return (u_pkd, e_cd[-1], past_hd, replayed_d), z_d
 
     state, z_bd = jax.lax.scan(step, state, (eps(key, start), innovations(key, start), inputs))
     return z_bd, state
@@ -277,8 +275,8 @@ def make_track_noise(dim, batch_size, mesh, rates=RATES, history=1):
 
 def initial_state(dim, rates=RATES, history=1):
   """The scan's state at a shard's start (its first row restarts everything)."""
-  process = (jnp.zeros((len(rates), dim), jnp.float32), jnp.zeros((dim,), jnp.float32))
-  return process, process, jnp.zeros((history, dim), jnp.float32), jnp.zeros((dim,), jnp.float32)
+  return (jnp.zeros((2, len(rates), dim), jnp.float32), jnp.zeros((dim,), jnp.float32),
+          jnp.zeros((history, dim), jnp.float32), jnp.zeros((dim,), jnp.float32))
 
 
 def measure_response(generate, params, dim, key, rhos=RESPONSE_RHO, pairs=RESPONSE_PAIRS):
