@@ -120,7 +120,8 @@ def main():
   for kind, g in out['growth'].items():
     print(f'  {kind:12s} {100 * g["level"]:+6.2f}   {g["growth"]:.2f}')
   bt = out['backtest']
-  print('back-test, predicted minus real at ' + ', '.join(f'{n:,}' for n in bt['truth']) + ':')
+  at = list(bt['errors']['extreme_value'])
+  print('back-test, predicted minus real at ' + ', '.join(f'{n:,}' for n in at) + ':')
   for name, err in bt['errors'].items():
     print(f'  {name:14s} ' + '  '.join(f'{100 * e:+.2f}' for e in err.values()))
   if out['estimate']:

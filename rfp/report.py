@@ -194,7 +194,8 @@ def _tail(results):
              for name, err in bt['errors'].items()]
   return '\n\n'.join([
       f'An estimate that needs no model of the embeddings: {tail["method"]} '
-      f'({tail["fit_rows"]:,} rows, {tail["fit_tracks"]:,} tracks). Per query, p = the chance '
+      f'({tail["fit_rows"]:,} rows, {tail["fit_tracks"]:,} tracks), from the pool\'s size on. '
+      'Per query, p = the chance '
       'that one distractor outscores its true match; hardness at N = mean over queries of '
       '1 − (1 − p)^N (Grother & Phillips, CVPR 2004); HR@1 = the real HR@1 at the pool times '
       'the share of its unbeaten queries that stay unbeaten.',

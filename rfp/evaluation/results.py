@@ -236,7 +236,8 @@ def evaluate_run(config, run, workdir, the_plan, synthetic, synthetic_info, prog
                                  if inputs.real is not None and p['size'] == inputs.real.n), None)
   if pool_point is not None:
     tail = tail_lib.evaluate(inputs, {'synthetic': synthetic, 'synthetic tracks': tracks and tracks[0]},
-                             sizes['synthetic'], pool_point['hr1']['mean'], eval_cfg.seed, progress)
+                             [n for n in sizes['synthetic'] if n >= inputs.real.n],
+                             pool_point['hr1']['mean'], eval_cfg.seed, progress)
   t3 = time.perf_counter()
   clamped = sorted({(p['index']['nlist'], p['index']['train_rows'])
                     for c in curves.values() for s in c for p in s['repeats'] if 'index' in p
