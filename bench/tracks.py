@@ -179,7 +179,8 @@ def plot(result, path):
   ax_lag.legend(fontsize=8)
   ax_rep.set(xlabel=f'best cosine at lag >= {temporal.MIN_LAG} in the same track',
              ylabel='quantile over windows', title='Repetition: how close')
-  ax_dist.set(xscale='log', xlabel='distance of that match (windows)', ylabel='quantile over windows',
+  ax_dist.set(xscale='log', xlabel='distance of that match (windows)',
+              ylabel='quantile over windows',
               title='Repetition: how far back')
   lengths = [int(l) for l in result['sequence_hardness']]
   for name, colour in [('real set A', 'C0'), ('second real set (B)', 'C2'),
@@ -189,7 +190,8 @@ def plot(result, path):
       ax_hard.plot(lengths, [100 * r['share_beating_A'] for r in row], 'o-', color=colour,
                    label=name)
     ax_decay.plot(lengths, [r['mean_best'] for r in row], 'o-', color=colour, label=name)
-  ax_hard.set(xlabel='probe length L (segments)', ylabel='% probes whose best start beats real set A',
+  ax_hard.set(xlabel='probe length L (segments)',
+              ylabel='% probes whose best start beats real set A',
               title=f'Sequence hardness ({result["rows_per_set"]:,} rows per set)', ylim=(0, 100))
   ax_hard.legend(fontsize=8)
   ax_decay.set(xlabel='probe length L (segments)', ylabel='mean best run score',

@@ -18,9 +18,10 @@ noise of an earlier window of the track, s(t), about one loop back:
 where y is the same weighted process restarted at the section's first
 window and at each period of a loop (it shares the rows' innovations; only
 its state restarts), and s(t) lies before the period: so y_t is independent
-of z_s(t), and every window's noise is exactly N(0, I). Each window is then distributed as a row of the row sampler (same
-single-window hardness), while neighbours correlate as the weights say and
-repeated sections come back close to what they replay (as close as rho).
+of z_s(t), and every window's noise is exactly N(0, I). Each window is then
+distributed as a row of the row sampler (same single-window hardness), while
+neighbours correlate as the weights say and repeated sections come back
+close to what they replay (as close as rho).
 
 The weights are fitted through the model (`fit`): the mean output cosine of
 two windows whose noises correlate by rho is measured on a grid of rho (it
@@ -90,7 +91,7 @@ class Sections(NamedTuple):
   """Per-track and per-row layout of one shard's tracks (arrays over its rows)."""
   mirror_t: np.ndarray   # int64 [tracks]: the fit's training track each one copies
   profile_t: np.ndarray  # int64 [tracks]: each track's noise weights
-  start_n: np.ndarray    # bool [rows]: a section (and y's restart) begins here
+  start_n: np.ndarray    # bool [rows]: a section or a loop's period begins (y restarts)
   rho_n: np.ndarray      # float32 [rows]: the replay's weight; 0 in new sections
   source_n: np.ndarray   # int64 [rows]: the shard row replayed (the row itself if none)
 
@@ -135,7 +136,9 @@ def track_sections(rng, length, repeat, jitter):
   t = 0
   while t < length:
     restart[t] = True
-    m = length - t if not repeat['lags'] else min(length - t, max(1, round(_draw(rng, repeat['lags']))))
+    m = length - t
+    if repeat['lags']:
+      m = min(m, max(1, round(_draw(rng, repeat['lags']))))
     if t and rng.random() < repeat['p']:
       d = min(t, max(1, round(_draw(rng, repeat['lags']))))
       rows = t + np.arange(m)
@@ -193,7 +196,8 @@ def repeat_probability(share, length, lags, jitter, seed):
   if not lags:
     return 0.0
   rng = np.random.default_rng(seed)
-  got = [np.mean([replay_share(length, {'p': p, 'lags': lags, 'rhos': [1.0] * len(lags)}, jitter, rng)
+  repeat = {'lags': lags, 'rhos': [1.0] * len(lags)}
+  got = [np.mean([replay_share(length, {**repeat, 'p': p}, jitter, rng)
                   for _ in range(REPEAT_DRAWS)]) for p in REPEAT_GRID]
   return float(np.interp(share, np.maximum.accumulate(got), REPEAT_GRID))
 
@@ -215,7 +219,8 @@ def row_inputs(bounds, sections, scales_pk, start, stop):
 
 
 def scales(weights_pk):
-  """Noise scales `[profiles, 1 + components]` (white first) from weights `[profiles, components]`."""
+  """Noise scales `[profiles, 1 + components]` (white first) from weights
+  `[profiles, components]`."""
   w = np.asarray(weights_pk, np.float64)
   white = np.clip(1.0 - w.sum(axis=1, keepdims=True), 0.0, 1.0)
   return np.sqrt(np.hstack([white, w])).astype(np.float32)
