@@ -56,3 +56,9 @@ def test_verdict_is_read_where_the_second_real_set_ends_and_at_the_pool():
   curves['synthetic'][2]['hard']['mean'] = 0.10
   v = results.verdict(curves)
   assert v['status'] == 'optimistic' and 'at 80,000 -3.00' in v['text']
+
+
+def test_verdict_says_when_it_does_not_compare_like_with_like():
+  curves = _curves([0.06, 0.09, 0.13], [0.062, 0.088, 0.127], [0.065, 0.091, 0.125])
+  v = results.verdict(curves, comparison='It compares rows with tracks.')
+  assert v['status'] == 'trust' and v['text'].endswith('It compares rows with tracks.')

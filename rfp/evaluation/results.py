@@ -31,7 +31,16 @@ def _slope(hard, lo, hi):
   return (hard[hi] - hard[lo]) / np.log(hi / lo)
 
 
-def verdict(curves, tail=None):
+def like_with_like(inputs, synthetic_bounds, tracks):
+  """What the verdict compares: a sentence where it is not like with like, else None."""
+  if inputs.bounds.get('real') is None or synthetic_bounds is not None:
+    return None
+  return ('It compares i.i.d. synthetic rows with real sets of whole tracks'
+          + ('; the synthetic-track verdicts (multi-segment queries, 1 segment included) '
+             'compare tracks with tracks.' if tracks else '.'))
+
+
+def verdict(curves, tail=None, comparison=None):
   """Whether to trust the synthetic curve, read where the extrapolation is
   decided: at the largest size that has a second real set (else the largest
   real size) and in the growth up to it, never as a mean over sizes (small
@@ -42,9 +51,10 @@ def verdict(curves, tail=None):
   measured size nearest an eighth of it, against the second real set's slope
   over real's (how far two real sets differ). Both within tolerance: trust;
   else easier or slower-growing synthetic rows make the extrapolated HR@1
-  optimistic, harder or faster-growing ones pessimistic. With the
-  extreme-value estimate (`tail`), one more line where it and the synthetic
-  curve part at the largest size by more than their back-test errors.
+  optimistic, harder or faster-growing ones pessimistic. `comparison` says
+  what is compared where it is not like with like; with the extreme-value
+  estimate (`tail`), one more line where it and the synthetic curve part at
+  the largest size by more than their back-test errors.
   """
   hard = {kind: {p['size']: p['hard']['mean'] for p in curves.get(kind, [])}
           for kind in ('real', 'synthetic', 'real2')}
@@ -92,6 +102,9 @@ def verdict(curves, tail=None):
     out['status'] = 'optimistic' if easier else 'pessimistic'
     why = ' and '.join(w for w, bad in (('level', not level_ok), ('growth', not growth_ok)) if bad)
     out['text'] = (f'The extrapolated HR@1 is {out["status"]} ({why} off): {level}{growth}.')
+  if comparison:
+    out['comparison'] = comparison
+    out['text'] += ' ' + comparison
   synthetic = curves.get('synthetic', [])
   if tail is not None and synthetic:
     line = tail_lib.disagreement(tail, synthetic[-1]['hard']['mean'], synthetic[-1]['size'])
@@ -262,7 +275,7 @@ def evaluate_run(config, run, workdir, the_plan, synthetic, synthetic_info, prog
       'fidelity': fid,
       'scaling': curves,
       'table3': table3(curves, fid),
-      'verdict': verdict(curves, tail),
+      'verdict': verdict(curves, tail, like_with_like(inputs, synthetic_bounds, tracks)),
       'tail': tail,
       'sequences': sequence_summary(inputs, curves, synthetic_bounds is not None),
       'selection': selection(workdir, (synthetic_info.get('checkpoint') or {}).get('step')),
