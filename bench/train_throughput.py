@@ -21,13 +21,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from bench import sample_throughput  # pylint: disable=wrong-import-position
-from rfp import model as model_lib, sharding, training  # pylint: disable=wrong-import-position
+from rfp import model as model_lib, optimizer as optimizer_lib, sharding, training  # pylint: disable=wrong-import-position
 
 
 def train_steps_per_s(cfg, batch, iters):
   mesh = sharding.data_mesh()
   net = model_lib.from_config(cfg.model)
-  optimizer, _ = training.make_optimizer(cfg.train, total_steps=1000)
+  optimizer, _ = optimizer_lib.from_config(cfg.train, total_steps=1000)
   state = sharding.put_replicated(
       training.init_state(net, optimizer, jax.random.key(0), cfg.model.dim), mesh)
   x = sharding.put_batch(np.random.default_rng(0).normal(size=(batch, cfg.model.dim)), mesh)

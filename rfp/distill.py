@@ -24,7 +24,8 @@ The noise of chunk c is that of shard `PAIR_SHARDS + c` of `train.seed` as
 `rfp.noise` draws it, far from any shard sample.py writes, so neither the
 validation rows (shard 0) nor later samples reuse the noise the student
 learned from. Chunks are written atomically and kept, so an interrupted run
-regenerates only the missing ones; training resumes like `rfp.training`.
+regenerates only the missing ones; the student trains in the loop training
+uses (`rfp.loop`), so it resumes, selects and calibrates alike.
 
 Each epoch ends by sampling the validation rows with the student and with the
 teacher from the same noise (shard 0, as training does) and comparing them
@@ -34,7 +35,6 @@ checkpoint is the one whose gaps are closest to the teacher's.
 
 import json
 import pathlib
-import time
 
 import jax
 import jax.numpy as jnp
@@ -42,8 +42,8 @@ import numpy as np
 import optax
 from tqdm import tqdm
 
-from rfp import (calibration, checkpoint, data, files, flow, generator, model as model_lib,
-                 noise as noise_lib, sharding, training)
+from rfp import (calibration, checkpoint, data, files, flow, generator, loop, model as model_lib,
+                 noise as noise_lib, optimizer as optimizer_lib, sharding, training)
 from rfp.errors import InputError, check_positive_int
 from rfp.evaluation import hardness
 
@@ -157,16 +157,10 @@ def _check_config(cfg):
 
 
 def _start_run(config, workdir, teacher):
-  """Writes (or checks, when resuming) the student's config.json, stats.json and distill.json."""
+  """Writes (or checks, when resuming) the student's config.json, stats.json and
+  distill.json; returns (the teacher's description, the run's epochs so far or None)."""
   folder, run, _, _, meta, temperature = teacher
-  path = workdir / 'config.json'
-  new = json.loads(config.to_json())
-  if path.exists():
-    old = files.read_json(path)
-    files.check_same_settings(workdir, old, new, _RUN_IDENTITY, 'a distilled run', '--workdir')
-    if config.train.epochs < old['train']['epochs']:
-      raise InputError(f'{workdir}: holds a run of {old["train"]["epochs"]} epochs; '
-                       f'train.epochs can grow but not shrink to {config.train.epochs}')
+  epochs_before = loop.check_resume(workdir, config, _RUN_IDENTITY, 'a distilled run')
   source = {'workdir': str(folder.absolute()), 'step': meta['step'],
             'solver': run.sample.solver, 'steps': run.sample.steps,
             'network_evaluations': run.sample.steps * flow.evaluations_per_step(run.sample.solver),
@@ -176,162 +170,114 @@ def _start_run(config, workdir, teacher):
     raise InputError(f'{distill_path}: the run was distilled from another teacher checkpoint or '
                      f'settings ({files.read_json(distill_path)}); use another --workdir')
   workdir.mkdir(parents=True, exist_ok=True)
-  files.write_json(path, new)
+  files.write_json(workdir / 'config.json', json.loads(config.to_json()))
   files.write_json(workdir / 'stats.json', files.read_json(folder / 'stats.json'))
   files.write_json(distill_path, source)
-  return source
+  return source, epochs_before
 
 
-def distill_and_evaluate(config, workdir, stop_after=None, progress=True):
-  """Distils the run `config.train.distill_from` into a student in `workdir`
-  (or resumes it); returns the final log record, as `training.train_and_evaluate`."""
-  workdir = pathlib.Path(workdir)
-  _check_config(config.train)
-  teacher = _teacher(config)
-  folder, teacher_run, teacher_params, stats, _, temperature = teacher
-  config = _student_config(config, teacher_run)
+def make_validate(config, stats, sphere, teacher_generate, teacher_params, mesh, model):
+  """`validate(params, epoch, loss)` (`rfp.loop`) and `gaps_to_teacher(params,
+  temperature)`: the student's and the teacher's rows from the same noise (shard 0
+  of the training seed, held out as `rfp.training` validates), compared by the
+  probe gaps; returns them with the teacher's gaps."""
   cfg, dim = config.train, config.model.dim
-  model = model_lib.from_config(config.model)
-  pair_bytes = cfg.distill_pairs * dim * 4
-  missing = sum(files.checkpoint_step(workdir, w) is None for w in ('latest', 'best'))
-  files.check_output(workdir, pair_bytes + (missing + 1) * training.state_bytes(model, config),
-                     what='pairs and checkpoints')
-  source = _start_run(config, workdir, teacher)
-
-  mesh = sharding.data_mesh()
-  if cfg.batch_size % mesh.devices.size:
-    raise InputError(f'train.batch_size={cfg.batch_size} is not a multiple of the '
-                     f'{mesh.devices.size} devices')
   batch = sharding.round_up(config.sample.batch_size, mesh)
-  teacher_generate = generator.make_generator(model, teacher_run.sample.steps,
-                                              teacher_run.sample.solver, mesh,
-                                              temperature=temperature)
-  z_nd, x_nd = make_pairs(workdir, teacher_generate, teacher_params, cfg.seed, cfg.distill_pairs,
-                          dim, batch, mesh, progress)
-
-  steps_per_epoch = cfg.distill_pairs // cfg.batch_size
-  total_steps = cfg.epochs * steps_per_epoch
-  optimizer, schedule = training.make_optimizer(cfg, total_steps)
-  # A copy: the step donates the state, and the teacher's buffers must survive it.
-  state = {'step': jnp.array(0, jnp.int32), 'params': jax.tree.map(jnp.copy, teacher_params),
-           'opt_state': optimizer.init(teacher_params)}
-  latest, best = checkpoint.managers(workdir)
-  restored, meta = checkpoint.restore(latest, state)
-  state = sharding.put_replicated(restored if restored is not None else state, mesh)
-  meta = meta or {'best_score': None, 'best_step': None}
-  epoch_loss = tuple(meta.pop('epoch_loss', (0.0, 0)))
-  step = int(state['step'])
-  log_path = workdir / 'metrics.jsonl'
-  training.truncate_log(log_path, step)
-
-  step_fns = {reflow: jax.jit(
-      lambda s, z, x, k, reflow=reflow: train_step(model, optimizer, s, z, x, k,
-                                                   cfg.distill_steps, reflow),
-      donate_argnums=0) for reflow in (False, True)}
-  generate = generator.make_generator(model, cfg.distill_steps, SOLVER, mesh)
   emb = data.open_embeddings(config.data.train)
   val_rows = data.split_rows(emb.n, config.data.val_fraction, config.data.val_max, cfg.seed,
                              config.data.val_block_rows)
   probes, real = training.probe_sets(config, emb, val_rows)
   n_val = min(len(val_rows), cfg.val_samples)
   probe_sizes = hardness.probe_sizes(n_val, len(real))
-  sphere = generator.resolve_sphere(config.sample.sphere, files.read_summary(workdir))
 
-  def val_rows_of(generate_fn, params):
-    # Shard 0 of the training seed, as `rfp.training` validates: held-out noise.
-    return generator.generate_rows(generate_fn, params, cfg.seed, 0, n_val, dim, batch, mesh)
+  def rows(generate, params):
+    return generator.generate_rows(generate, params, cfg.seed, 0, n_val, dim, batch, mesh)
 
-  def embedded(x):
+  def gaps(x):
     x = stats.denormalize(x)
-    return x / np.linalg.norm(x, axis=1, keepdims=True) if sphere else x
+    x = x / np.linalg.norm(x, axis=1, keepdims=True) if sphere else x
+    return hardness.probe_gaps(probes, real, x, probe_sizes)
 
-  teacher_val = val_rows_of(teacher_generate, teacher_params)
-  teacher_gaps = hardness.probe_gaps(probes, real, embedded(teacher_val), probe_sizes)
+  teacher_val = rows(teacher_generate, teacher_params)
+  teacher_gaps = gaps(teacher_val)
+  generate = generator.make_generator(model, cfg.distill_steps, SOLVER, mesh)
 
-  def validate(params):
-    """(pair MSE on held-out noise, probe gaps, distance to the teacher's gaps)."""
-    x = val_rows_of(generate, params)
-    gaps = hardness.probe_gaps(probes, real, embedded(x), probe_sizes)
-    score = float(np.mean([abs(gaps[n] - teacher_gaps[n]) for n in probe_sizes]))
-    return float(np.mean((x - teacher_val)**2)), gaps, score
+  def validate(params, epoch, loss):
+    x = rows(generate, params)
+    student_gaps = gaps(x)
+    score = float(np.mean([abs(student_gaps[n] - teacher_gaps[n]) for n in probe_sizes]))
+    mse = float(np.mean((x - teacher_val)**2))
+    logged_gaps = {str(n): g for n, g in student_gaps.items()}
+    return loop.Validation(
+        record={'phase': 'reflow' if epoch <= cfg.distill_reflow_epochs else 'distill',
+                'loss': loss, 'val_pair_mse': mse, 'val_probe_gaps': logged_gaps,
+                'teacher_probe_gaps': {str(n): g for n, g in teacher_gaps.items()},
+                'val_teacher_gap': score},
+        score=score, saved={'val_probe_gaps': logged_gaps},
+        text=f'pair MSE {mse:.4f}  probe gaps '
+             f'{" ".join(f"{g:+.4f}" for g in student_gaps.values())} (teacher '
+             f'{" ".join(f"{g:+.4f}" for g in teacher_gaps.values())})')
 
-  end = total_steps if stop_after is None else min(stop_after, total_steps)
-  records = [json.loads(l) for l in log_path.read_text().splitlines()] if log_path.exists() else []
-  logged_step = records[-1]['step'] if records else 0
-  step_keys = jax.random.fold_in(jax.random.key(cfg.seed), 3)
-  losses, t0, steps0 = [], time.perf_counter(), step
-  bar = tqdm(total=total_steps, initial=step, desc='distill', unit='step', dynamic_ncols=True,
-             mininterval=0.5, disable=not progress)
-  with training.Interrupt() as interrupt:
-    while True:
-      if step % steps_per_epoch == 0 and step > logged_step:
-        elapsed = time.perf_counter() - t0
-        epoch = step // steps_per_epoch
-        mse, gaps, score = validate(state['params'])
-        loss_sum, loss_count = training.add_losses(epoch_loss, losses)
-        record = {'epoch': epoch, 'step': step, 'epochs': cfg.epochs,
-                  'phase': 'reflow' if epoch <= cfg.distill_reflow_epochs else 'distill',
-                  'loss': loss_sum / loss_count if loss_count else None, 'val_pair_mse': mse,
-                  'val_probe_gaps': {str(n): g for n, g in gaps.items()},
-                  'teacher_probe_gaps': {str(n): g for n, g in teacher_gaps.items()},
-                  'val_teacher_gap': score, 'lr': float(schedule(step)),
-                  'steps_per_s': (step - steps0) / elapsed if step > steps0 else None}
-        if meta['best_score'] is None or score < meta['best_score']:
-          meta = {'best_score': score, 'select': 'teacher', 'best_step': step,
-                  'best_epoch': epoch}
-          checkpoint.save(best, state, {**meta, 'epoch': epoch,
-                                        'val_probe_gaps': record['val_probe_gaps']})
-        checkpoint.save(latest, state, {**meta, 'epoch_loss': (0.0, 0)})
-        with open(log_path, 'a') as f:
-          f.write(json.dumps(record) + '\n')
-        records.append(record)
-        logged_step = step
-        bar.write(f'epoch {epoch}/{cfg.epochs}  loss {record["loss"] or float("nan"):.4f}  '
-                  f'pair MSE {mse:.4f}  probe gaps '
-                  f'{" ".join(f"{g:+.4f}" for g in gaps.values())} (teacher '
-                  f'{" ".join(f"{g:+.4f}" for g in teacher_gaps.values())})  '
-                  f'best epoch {meta["best_epoch"]}')
-        epoch_loss, losses, t0, steps0 = (0.0, 0), [], time.perf_counter(), step
-      if step >= end:
-        break
-      epoch = step // steps_per_epoch
-      step_fn = step_fns[epoch < cfg.distill_reflow_epochs]
-      perm = np.random.default_rng([cfg.seed, epoch]).permutation(cfg.distill_pairs)
-      for i in range(step % steps_per_epoch, steps_per_epoch):
-        rows = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]
-        state, m = step_fn(state, sharding.put_batch(z_nd[rows], mesh),
-                           sharding.put_batch(x_nd[rows], mesh),
-                           jax.random.fold_in(step_keys, step))
-        losses.append(m['loss'])
-        step += 1
-        bar.update(1)
-        if interrupt.requested or step == end or step % cfg.checkpoint_every == 0:
-          epoch_loss, losses = training.add_losses(epoch_loss, losses), []
-          checkpoint.save(latest, state, {**meta, 'epoch_loss': epoch_loss})
-        if interrupt.requested:
-          bar.close()
-          raise KeyboardInterrupt
-        if step == end:
-          break
-  bar.close()
-  saved = calibration.read(workdir)
-  if step == total_steps and (saved is None or saved['step'] != meta['best_step']):
-    best_state, _ = checkpoint.restore(best, state)
+  def gaps_to_teacher(params, temperature):
+    generate_t = generator.make_generator(model, cfg.distill_steps, SOLVER, mesh,
+                                          temperature=temperature)
+    student_gaps = gaps(rows(generate_t, params))
+    return {n: student_gaps[n] - teacher_gaps[n] for n in probe_sizes}
 
-    def gaps_to_teacher(temperature):
-      generate_t = generator.make_generator(model, cfg.distill_steps, SOLVER, mesh,
-                                            temperature=temperature)
-      gaps = hardness.probe_gaps(probes, real, embedded(val_rows_of(generate_t,
-                                                                    best_state['params'])),
-                                 probe_sizes)
-      return {n: gaps[n] - teacher_gaps[n] for n in probe_sizes}
+  return validate, gaps_to_teacher, teacher_gaps
 
-    saved = {**calibration.calibrate(gaps_to_teacher, meta['best_step'], TEMPERATURES),
-             'gaps_relative_to': 'teacher',
-             'teacher_gaps': {str(n): g for n, g in teacher_gaps.items()}}
-    files.write_json(workdir / calibration.FILE, saved)
-    if progress:
-      print(f'sampling temperature {saved["temperature"]:g} (probe gaps closest to the '
-            f'teacher\'s, {workdir / calibration.FILE})')
-  return {'step': step, 'total_steps': total_steps, 'records': records, **meta,
-          'temperature': saved and saved['temperature'], 'teacher': source}
+
+def distill_and_evaluate(config, workdir, stop_after=None, progress=True):
+  """Distils the run `config.train.distill_from` into a student in `workdir`
+  (or resumes it); returns the final log record, as `training.train_and_evaluate`,
+  with the teacher's description under 'teacher'."""
+  workdir = pathlib.Path(workdir)
+  _check_config(config.train)
+  teacher = _teacher(config)
+  _, teacher_run, teacher_params, stats, _, temperature = teacher
+  config = _student_config(config, teacher_run)
+  cfg, dim = config.train, config.model.dim
+  model = model_lib.from_config(config.model)
+  loop.check_room(workdir, training.state_bytes(model, config), cfg.distill_pairs * dim * 4,
+                  what='pairs and checkpoints')
+  source, epochs_before = _start_run(config, workdir, teacher)
+
+  mesh = sharding.data_mesh()
+  loop.check_batch(cfg.batch_size, mesh)
+  teacher_generate = generator.make_generator(model, teacher_run.sample.steps,
+                                              teacher_run.sample.solver, mesh,
+                                              temperature=temperature)
+  z_nd, x_nd = make_pairs(workdir, teacher_generate, teacher_params, cfg.seed, cfg.distill_pairs,
+                          dim, sharding.round_up(config.sample.batch_size, mesh), mesh, progress)
+  steps_per_epoch = cfg.distill_pairs // cfg.batch_size
+  optimizer, schedule = optimizer_lib.from_config(cfg, cfg.epochs * steps_per_epoch)
+  # A copy: the step donates the state, and the teacher's buffers must survive it.
+  state = {'step': jnp.array(0, jnp.int32), 'params': jax.tree.map(jnp.copy, teacher_params),
+           'opt_state': optimizer.init(teacher_params)}
+  step_fns = {reflow: jax.jit(
+      lambda s, z, x, k, reflow=reflow: train_step(model, optimizer, s, z, x, k,
+                                                   cfg.distill_steps, reflow),
+      donate_argnums=0) for reflow in (False, True)}
+  sphere = generator.resolve_sphere(config.sample.sphere, files.read_summary(workdir))
+  validate, gaps_to_teacher, teacher_gaps = make_validate(
+      config, stats, sphere, teacher_generate, teacher_params, mesh, model)
+
+  def batches(epoch, skip):
+    perm = np.random.default_rng([cfg.seed, epoch]).permutation(cfg.distill_pairs)
+    for i in range(skip, steps_per_epoch):
+      rows = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+      yield sharding.put_batch(z_nd[rows], mesh), sharding.put_batch(x_nd[rows], mesh)
+
+  def calibrate(params, step):
+    return {**calibration.calibrate(lambda t: gaps_to_teacher(params, t), step, TEMPERATURES),
+            'gaps_relative_to': 'teacher',
+            'teacher_gaps': {str(n): g for n, g in teacher_gaps.items()}}
+
+  task = loop.Task(name='distill', select='teacher', steps_per_epoch=steps_per_epoch,
+                   batches=batches,
+                   step_fn=lambda epoch: step_fns[epoch < cfg.distill_reflow_epochs],
+                   validate=validate, calibrate=calibrate)
+  result = loop.run(task, workdir, config, state, schedule,
+                    jax.random.fold_in(jax.random.key(cfg.seed), 3), mesh,
+                    epochs_before=epochs_before, stop_after=stop_after, progress=progress)
+  return {**result, 'teacher': source}

@@ -1,4 +1,4 @@
-"""The small files a run leaves: JSON written atomically, a run's config and stats.
+"""Files written atomically (`atomic_path`), and the small files a run leaves.
 
     WORKDIR/config.json      the config the run was trained with
     WORKDIR/stats.json       normalisation statistics and a summary of the data
@@ -16,6 +16,8 @@ import shutil
 import socket
 
 from rfp.errors import InputError
+
+METRICS = 'metrics.jsonl'
 
 
 @contextlib.contextmanager
@@ -122,6 +124,28 @@ def check_same_settings(folder, old, new, keys, holds, flag):
                      f'use another {flag} or delete that folder')
 
 
+def read_metrics(workdir):
+  """A run's metrics.jsonl: one record per validated epoch ([] before the first)."""
+  path = pathlib.Path(workdir) / METRICS
+  return [json.loads(l) for l in path.read_text().splitlines() if l] if path.exists() else []
+
+
+def truncate_metrics(workdir, step):
+  """Drops the records past `step` (work lost in an interruption); returns the rest."""
+  path = pathlib.Path(workdir) / METRICS
+  if not path.exists():
+    return []
+  keep = [l for l in path.read_text().splitlines() if l and json.loads(l)['step'] <= step]
+  with atomic_path(path) as tmp:
+    tmp.write_text(''.join(l + '\n' for l in keep))
+  return [json.loads(l) for l in keep]
+
+
+def append_metrics(workdir, record):
+  with open(pathlib.Path(workdir) / METRICS, 'a') as f:
+    f.write(json.dumps(record) + '\n')
+
+
 def run_file(workdir, name):
   workdir = pathlib.Path(workdir)
   if not workdir.is_dir():
@@ -157,5 +181,5 @@ def latest_run(root='runs'):
   runs = [p.parent.parent for p in root.glob('*/ckpt/best')] if root.is_dir() else []
   if not runs:
     raise InputError(f'{root}: no trained runs found; train one with train.py or pass --workdir')
-  return max(runs, key=lambda p: (p / 'metrics.jsonl').stat().st_mtime
-             if (p / 'metrics.jsonl').exists() else 0.0)
+  return max(runs, key=lambda p: (p / METRICS).stat().st_mtime
+             if (p / METRICS).exists() else 0.0)

@@ -77,7 +77,7 @@ def test_one_step_student_lands_on_the_mixture(student_run):
 
 def test_student_follows_the_teacher_pair_by_pair(student_run):
   workdir = student_run[0]
-  records = [json.loads(l) for l in (workdir / 'metrics.jsonl').read_text().splitlines()]
+  records = files.read_metrics(workdir)
   assert [r['phase'] for r in records] == ['distill'] * 12
   # Held-out noise: the student's row is close to the teacher's from the same noise.
   assert records[-1]['val_pair_mse'] < 0.5 * records[0]['val_pair_mse']

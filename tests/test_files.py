@@ -33,6 +33,14 @@ def test_atomic_path_names_the_file_only_once_it_is_complete(tmp_path):
   assert path.read_bytes() == b'new' and not tmp.exists()
 
 
+def test_metrics_past_a_checkpoint_are_dropped_on_resume(tmp_path):
+  assert files.truncate_metrics(tmp_path, 10) == [] and files.read_metrics(tmp_path) == []
+  for step in (5, 10, 15):
+    files.append_metrics(tmp_path, {'step': step, 'loss': 1.0 / step})
+  assert files.truncate_metrics(tmp_path, 10) == [{'step': 5, 'loss': 0.2}, {'step': 10, 'loss': 0.1}]
+  assert files.read_metrics(tmp_path) == files.truncate_metrics(tmp_path, 10)
+
+
 def test_mixing_runs_is_refused_with_the_changed_leaves():
   old = {'model': {'width': 128, 'depth': 2}, 'train': {'seed': 0, 'epochs': 3}}
   files.check_same_settings('run', old, old, ('model', 'train.seed'), 'a run', '--workdir')

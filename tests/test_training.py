@@ -45,7 +45,7 @@ def test_trained_model_finds_the_mixture_modes(trained_run):
 
 def test_run_folder_holds_config_stats_log_and_best_checkpoint(trained_run):
   workdir = trained_run[0]
-  records = [json.loads(l) for l in (workdir / 'metrics.jsonl').read_text().splitlines()]
+  records = files.read_metrics(workdir)
   assert [r['epoch'] for r in records] == [1, 2, 3, 4, 5, 6]
   assert records[-1]['loss'] < records[0]['loss']
   _, _, _, meta = checkpoint.load_run(workdir)
@@ -67,8 +67,8 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, trained_run):
   assert first['step'] == 100
   result = training.train_and_evaluate(config, workdir)
   assert result['step'] == result['total_steps']
-  logged = [json.loads(l) for l in (workdir / 'metrics.jsonl').read_text().splitlines()]
-  expected = [json.loads(l) for l in (reference_dir / 'metrics.jsonl').read_text().splitlines()]
+  logged = files.read_metrics(workdir)
+  expected = files.read_metrics(reference_dir)
   assert [r['epoch'] for r in logged] == [r['epoch'] for r in expected]
   np.testing.assert_allclose([r['val_fd'] for r in logged], [r['val_fd'] for r in expected],
                              rtol=1e-5)
@@ -120,10 +120,6 @@ def test_ema_weights_are_what_gets_sampled(tmp_path, trained_run):
   assert all(same for same, _ in diffs) and max(d for _, d in diffs) > 0
 
 
-def _log(workdir):
-  return [json.loads(l) for l in (workdir / 'metrics.jsonl').read_text().splitlines()]
-
-
 def test_killed_train_py_resumes_to_the_same_log(tmp_path, trained_run):
   """kill -9 at any point (here: mid-epoch, after a checkpoint), then the same command."""
   reference_dir, x, _ = trained_run
@@ -137,7 +133,7 @@ def test_killed_train_py_resumes_to_the_same_log(tmp_path, trained_run):
   resumed = subprocess.run(cmd, cwd=ROOT, env=SCRIPT_ENV, capture_output=True, text=True,
                            timeout=600)
   assert resumed.returncode == 0, resumed.stderr
-  logged, expected = _log(workdir), _log(reference_dir)
+  logged, expected = files.read_metrics(workdir), files.read_metrics(reference_dir)
   assert [r['epoch'] for r in logged] == [r['epoch'] for r in expected]
   for key in ('loss', 'val_fd'):
     np.testing.assert_allclose([r[key] for r in logged], [r[key] for r in expected], rtol=1e-5)
@@ -168,7 +164,7 @@ def test_a_finished_run_continues_for_more_epochs(tmp_path, capsys):
   assert longer['step'] == longer['total_steps'] == 14
   assert 'continuing from 1 to 2 epochs; the learning-rate schedule now ends at step 14 ' \
          '(was 7)' in capsys.readouterr().out
-  assert [(r['epoch'], r['epochs']) for r in _log(workdir)] == [(1, 1), (2, 2)]
+  assert [(r['epoch'], r['epochs']) for r in files.read_metrics(workdir)] == [(1, 1), (2, 2)]
   assert files.read_config(workdir)['train']['epochs'] == 2
   with pytest.raises(InputError, match='train.epochs can grow .* but not shrink to 1'):
     training.train_and_evaluate(tiny_config(tmp_path / 'x.npy', **{'train.epochs': 1}), workdir)

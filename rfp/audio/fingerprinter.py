@@ -24,7 +24,7 @@ import numpy as np
 import optax
 from tqdm import tqdm
 
-from rfp import files
+from rfp import files, optimizer as optimizer_lib
 from rfp.audio import augment
 from rfp.audio.features import HOP, LOOP_CORR, N_FRAMES, N_MELS, SEGMENT, log_mel, mel_correlations
 
@@ -360,8 +360,9 @@ def make_train_step(optimizer, temperature, batch, per_track=4, model=Encoder(),
 
 
 def make_optimizer(steps, lr=5e-4, warmup=200):
+  # The full warm-up whatever `steps`: a short run warms up as a long one begins.
   schedule = optax.warmup_cosine_decay_schedule(0.0, lr, warmup, max(steps, warmup + 1), lr * 0.02)
-  return optax.adamw(schedule, weight_decay=1e-4)
+  return optimizer_lib.make_optimizer(schedule, weight_decay=1e-4)
 
 
 def init_params(key, model=Encoder()):
