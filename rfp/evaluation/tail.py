@@ -254,7 +254,7 @@ def evaluate(inputs, synthetic, sizes, hr1_pool, seed, progress=False):
   and a line in log N; with multi-segment queries, theirs per length."""
   steps = ('fit on the pool', 'back-test', 'multi-segment queries')
   bar = tqdm(total=len(steps) - (inputs.sequences is None), desc='extreme-value estimate',
-             bar_format='{desc}: {n}/{total} {postfix} ({elapsed})', disable=not progress)
+             bar_format='{desc}: {n}/{total}{postfix} ({elapsed})', disable=not progress)
   bar.set_postfix_str(steps[0])
   real = inputs.real
   bounds = inputs.bounds.get('real')
