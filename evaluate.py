@@ -13,7 +13,7 @@ import sys
 # faiss-gpu shares the GPU with JAX (when sampling): don't let JAX take 75% of it.
 os.environ.setdefault('XLA_PYTHON_CLIENT_PREALLOCATE', 'false')
 
-from rfp import cli, files, sample_folder  # pylint: disable=g-import-not-at-top,wrong-import-position
+from rfp import cli, files, synthetic as synthetic_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 from rfp.errors import InputError  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 _RUN_CONFIG = 'WORKDIR/config.json'
@@ -58,7 +58,7 @@ def main(argv=None):
   dim, seed = plan.inputs.reference.dim, config.eval.seed
   if args.index_dir and not config.eval.synthetic:
     raise InputError('--index-dir indexes the rows of eval.synthetic: set it to a sample.py folder')
-  synthetic, synthetic_bounds, info = sample_folder.synthetic_rows(
+  synthetic, synthetic_bounds, info = synthetic_lib.find_or_sample(
       config.eval.synthetic, config.sample, workdir, dim, plan.synthetic_rows,
       plan.synthetic_minimum, seed, progress=not args.quiet,
       check=not args.index_step)  # Each index step reads only its own rows; the sweep checks all.
@@ -72,15 +72,17 @@ def main(argv=None):
       print(f'index step {args.index_step}: wrote {done}')
       return 0
     merged = index_parts.open_merged(args.index_dir, plan.inputs.reference, synthetic.parts)
-  tracks = None
+  synthetic_tracks = None  # (rows, bounds, info), as for the i.i.d. rows.
   if plan.track_rows:  # A few synthetic tracks for the multi-segment queries' curve.
     track_cfg = config.sample.copy_and_resolve_references()
     track_cfg.tracks = True
-    tracks = sample_folder.synthetic_rows(None, track_cfg, workdir, dim, plan.track_rows,
-                                          plan.track_rows, seed, progress=not args.quiet)
+    synthetic_tracks = synthetic_lib.find_or_sample(
+        None, track_cfg, workdir, dim, plan.track_rows, plan.track_rows, seed,
+        progress=not args.quiet)
   figures, maps = results.evaluate_run(config, run, workdir, plan, synthetic, info,
                                        progress=not args.quiet, synthetic_bounds=synthetic_bounds,
-                                       tracks=tracks, merged=merged, points_dir=out / 'points')
+                                       tracks=synthetic_tracks, merged=merged,
+                                       points_dir=out / 'points')
   paths = report.write(out, figures, maps)
   t = figures['table3']
   if 'size_lo' in t:

@@ -1,7 +1,7 @@
 """A run's checkpoints (orbax): the training state, saved and restored.
 
     WORKDIR/ckpt/latest/N/   the newest step (for resuming)
-    WORKDIR/ckpt/best/N/     the selected model (see `rfp.train`)
+    WORKDIR/ckpt/best/N/     the selected model (`rfp.loop`: the smallest validation score)
 
 The run's other files (config.json, stats.json, metrics.jsonl) are `rfp.files`.
 """

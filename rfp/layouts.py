@@ -28,6 +28,7 @@ import pathlib
 
 import numpy as np
 
+from rfp.bounds import bounds_from_ids
 from rfp.errors import InputError
 
 # database.csv as NMFP's evaluation-extraction.py, and as its merge_embeddings.py, write it.
@@ -138,8 +139,7 @@ def _write_nmfp_database(folder, x_nd, track_n, prefix, columns):
   named by their audio) or the merge script's (named by their .npy)."""
   folder.mkdir(parents=True, exist_ok=True)
   _write_mm(folder / 'database.mm', x_nd)
-  changes = np.flatnonzero(np.diff(track_n)) + 1
-  bounds = np.concatenate([[0], changes, [len(track_n)]])
+  bounds = bounds_from_ids(track_n)
   suffix = '.wav' if columns == NMFP_EXTRACTION_COLUMNS else '.npy'
   with open(folder / 'database.csv', 'w', newline='') as f:
     w = csv.writer(f)

@@ -135,7 +135,7 @@ def write_samples(workdir, folder, sample_cfg, progress=True, devices=None):
   }
   if sample_cfg.tracks:
     fit = tracks.ensure_fit(sampler, progress=progress, devices=devices)
-    manifest['tracks'] = tracks.plan(fit, sample_cfg.track_length)
+    manifest['tracks'] = tracks.manifest_entry(fit, sample_cfg.track_length)
   sample_folder.check_manifest(folder, manifest)
   folder.mkdir(parents=True, exist_ok=True)
 

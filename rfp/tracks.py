@@ -409,7 +409,7 @@ def ensure_fit(sampler, progress=False, devices=None):
   return saved
 
 
-def plan(saved, length=None):
+def manifest_entry(saved, length=None):
   """The manifest's `tracks` entry: everything that fixes a track shard's layout
   and noise, from a fit (`ensure_fit`) and `sample.track_length`."""
   weights = [p['weights'] for p in saved['profiles']]
@@ -433,19 +433,19 @@ def plan(saved, length=None):
                   'predicted': [p['predicted'] for p in saved['profiles']]}}
 
 
-def shard_layout(track_plan, seed, shard, rows):
+def shard_layout(entry, seed, shard, rows):
   """(bounds, `Sections`) of one shard under a manifest's `tracks` entry."""
-  length = track_plan['length'] if isinstance(track_plan['length'], int) else None
-  return layout(seed, shard, rows, track_plan['track_lengths'], track_plan['track_profile'],
-                length, track_plan['repeats'], track_plan['jitter'])
+  length = entry['length'] if isinstance(entry['length'], int) else None
+  return layout(seed, shard, rows, entry['track_lengths'], entry['track_profile'],
+                length, entry['repeats'], entry['jitter'])
 
 
-def shard_noise(track_plan, seed, shard, bounds, sections, batch_size, dim, mesh):
+def shard_noise(entry, seed, shard, bounds, sections, batch_size, dim, mesh):
   """Yields (start, z_bd) over a track shard's batches, in order (each carries the last's state)."""
-  rates, history = tuple(track_plan['rates']), int(track_plan['history'])
+  rates, history = tuple(entry['rates']), int(entry['history'])
   noise = make_track_noise(dim, batch_size, mesh, rates, history)
   state = initial_state(dim, rates, history)
   for start in range(0, int(bounds[-1]), batch_size):
-    inputs = row_inputs(bounds, sections, track_plan['scales'], start, start + batch_size)
+    inputs = row_inputs(bounds, sections, entry['scales'], start, start + batch_size)
     z_bd, state = noise(np.uint32(seed), np.int32(shard), np.int32(start), state, inputs)
     yield start, z_bd

@@ -18,9 +18,9 @@ import pytest
 
 from conftest import ROOT, SCRIPT_ENV, TINY, config_flags, mixture, unit_rows
 from configs import base
-from rfp import data, layouts
+from rfp import bounds, data, layouts
 from rfp.errors import InputError
-from rfp.evaluation import inputs, sequences
+from rfp.evaluation import inputs
 
 DIM = 8
 FS, HOP = 8000, 0.5  # NMFP's DATASET_SAMPLE_RATE and --hop-duration.
@@ -127,7 +127,7 @@ def test_nmfp_extraction_files_read_as_nmfp_evaluates_them(tmp_path):
   emb = data.open_embeddings(tmp_path / 'database' / 'database.mm')  # Shape from database.csv.
   np.testing.assert_array_equal(emb.read(0, emb.n), refs)
   np.testing.assert_array_equal(
-      sequences.bounds_from_ids(layouts.nmfp_track_ids(tmp_path / 'database' / 'database.csv')),
+      bounds.bounds_from_ids(layouts.nmfp_track_ids(tmp_path / 'database' / 'database.csv')),
       [0, 30, 55, 95])
   paths, first_rows = layouts.read_nmfp_queries(tmp_path / 'queries', tmp_path / 'ground_truth.csv',
                                                 tmp_path / 'database' / 'database.csv')
@@ -199,8 +199,8 @@ def test_nmfp_files_read_back_to_the_same_rows_tracks_and_truth(tmp_path):
     emb = data.open_embeddings(out / folder / 'database.mm')  # Its shape from database.csv.
     np.testing.assert_array_equal(emb.read(0, emb.n), arrays[key])
     np.testing.assert_array_equal(
-        sequences.bounds_from_ids(layouts.nmfp_track_ids(out / folder / 'database.csv')),
-        sequences.bounds_from_ids(arrays[f'{key}_tracks']))
+        bounds.bounds_from_ids(layouts.nmfp_track_ids(out / folder / 'database.csv')),
+        bounds.bounds_from_ids(arrays[f'{key}_tracks']))
   paths, truth = layouts.read_nmfp_queries(out / 'queries', out / 'ground_truth.csv',
                                            out / 'reference' / 'database.csv')
   np.testing.assert_array_equal(truth, arrays['sequence_ground_truth'])

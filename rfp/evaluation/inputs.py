@@ -17,7 +17,7 @@ import pathlib
 
 import numpy as np
 
-from rfp import data, layouts, rows as rows_lib
+from rfp import bounds as bounds_lib, data, layouts, rows as rows_lib
 from rfp.errors import InputError
 from rfp.evaluation import sequences as sequences_lib
 
@@ -87,7 +87,7 @@ def _bounds(path, emb, key):
   """Track bounds of a row file from its track file `path` (resolved, setting `key`), or None."""
   if not path:
     return None
-  return sequences_lib.bounds_from_ids(
+  return bounds_lib.bounds_from_ids(
       data.track_ids(path, emb, f'set {key}=None to read {emb.path} as one track'))
 
 
@@ -191,7 +191,7 @@ def open_sequences(paths, queries, reference, ref_bounds, eval_cfg, notes):
   longest = lengths[-1]
   if 'nafp' in paths:
     candidates = np.arange(max(queries.n - longest + 1, 0))
-    starts = candidates[sequences_lib.valid_starts(candidates, ref_bounds, longest)]
+    starts = candidates[bounds_lib.valid_starts(candidates, ref_bounds, longest)]
     if not len(starts):
       raise InputError(f'{queries.path}: no run of {longest} query rows in one track')
     gt = starts[rows_lib.sample_rows(len(starts), eval_cfg.num_sequence_queries, rng)]
@@ -201,7 +201,7 @@ def open_sequences(paths, queries, reference, ref_bounds, eval_cfg, notes):
   else:
     recording, first = _starts(recordings.segments, longest, eval_cfg.sequence_query_step)
     truth = recordings.truth[recording] + first
-    bad = np.flatnonzero(~sequences_lib.valid_starts(truth, ref_bounds, longest))
+    bad = np.flatnonzero(~bounds_lib.valid_starts(truth, ref_bounds, longest))
     if len(bad):
       raise InputError(f'{paths["sequence_ground_truth"]}: {recordings.names[recording[bad[0]]]} '
                        f'at segment {first[bad[0]]} is reference row {truth[bad[0]]}, which has '
@@ -268,8 +268,8 @@ def open_inputs(eval_cfg, run_config, nafp=None, progress=False):
   if paths['reference_tracks']:
     tracks = data.track_ids(paths['reference_tracks'], reference,
                         'set eval.reference_tracks=None to evaluate without track ids')
-  bounds = {'reference': (sequences_lib.bounds_from_ids(tracks) if tracks is not None
-                          else sequences_lib.track_bounds([0], reference.n))}
+  bounds = {'reference': (bounds_lib.bounds_from_ids(tracks) if tracks is not None
+                          else bounds_lib.track_bounds([0], reference.n))}
 
   real = None
   if paths['real_distractors']:
