@@ -52,10 +52,11 @@ class Inputs:
   notes: tuple
 
 
-def _resolve_paths(eval_cfg, nafp):
-  """Input paths from the config, or from a NAFP-style folder."""
-  folder = nafp or (eval_cfg.reference if eval_cfg.reference and pathlib.Path(eval_cfg.reference).is_dir()
-                    else None)
+def _resolve_paths(eval_cfg):
+  """Input paths from the config, or from a NAFP-style folder (`eval.reference`
+  a folder, as `--nafp DIR` sets it)."""
+  folder = (eval_cfg.reference if eval_cfg.reference and pathlib.Path(eval_cfg.reference).is_dir()
+            else None)
   if folder is None:
     return {k: eval_cfg[k] for k in ('reference', 'reference_tracks', 'queries', 'ground_truth',
                                      'real_distractors', 'real_distractor_tracks',
@@ -220,7 +221,7 @@ def _same_file(a, b):
   return a is not None and b is not None and pathlib.Path(a).resolve() == pathlib.Path(b).resolve()
 
 
-def open_inputs(eval_cfg, run_config, nafp=None, progress=False):
+def open_inputs(eval_cfg, run_config, progress=False):
   """Opens and checks every evaluation input; any problem is one `InputError`.
 
   `eval_cfg` is the `eval` config section; `run_config` the run's config dict (its
@@ -229,7 +230,7 @@ def open_inputs(eval_cfg, run_config, nafp=None, progress=False):
   row of the references, the pool and the second set is checked for NaN/Inf
   (`progress`: with a bar).
   """
-  paths = _resolve_paths(eval_cfg, nafp)
+  paths = _resolve_paths(eval_cfg)
   notes = []
   if not paths['reference']:
     raise InputError('eval.reference is not set')

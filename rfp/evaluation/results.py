@@ -183,11 +183,11 @@ class Plan:
   track_rows: int  # Synthetic track rows likewise (0: no track curve).
 
 
-def plan(config, run, nafp=None, progress=False):
+def plan(config, run, progress=False):
   """Checks every input and setting of `config.eval` against the run (its config
   dict `run`); any problem is one `InputError`."""
   eval_cfg = config.eval
-  inputs = inputs_lib.open_inputs(eval_cfg, run, nafp, progress)
+  inputs = inputs_lib.open_inputs(eval_cfg, run, progress)
   spec = retrieval.IndexSpec.from_config(eval_cfg.index)
   spec.subquantizers(inputs.reference.dim)
   sizes, notes = scaling.plan_sizes(eval_cfg, inputs)
