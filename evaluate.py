@@ -84,19 +84,8 @@ def main(argv=None):
                                        tracks=synthetic_tracks, merged=merged,
                                        points_dir=out / 'points')
   paths = report.write(out, figures, maps)
-  t = figures['table3']
-  if 'size_lo' in t:
-    print(f'HR@1 {100 * t["hr1_lo"]:.2f}% at {t["size_lo"]:,} and {100 * t["hr1_hi"]:.2f}% at '
-          f'{t["size_hi"]:,} synthetic distractors')
-  if 'js_synthetic_real' in t:
-    print(f'JS(S||R) {t["js_synthetic_real"]:.4f} (real-vs-real floor {t["js_real2_real"]:.4f}), '
-          f'FD(S,R) {t["fd_synthetic_real"]:.2e}')
-  seq = figures.get('sequences')
-  for key, what in (('verdicts', f'synthetic {seq and seq["synthetic"]}'),
-                    ('track_verdicts', 'synthetic tracks')):
-    if seq and key in seq:
-      print(f'multi-segment queries, {what}: ' + '; '.join(
-          f'{n} segments {v["status"]}' for n, v in seq[key].items()))
+  for line in report.console(figures):
+    print(line)
   print(f'wrote {paths["report"]} and {len(paths) - 1} more files in {out}')
 
 

@@ -95,7 +95,8 @@ def test_evaluate_end_to_end_leaves_inputs_untouched(dataset, tmp_path, capsys):
   before = _checksums(root)
   evaluate.main(['--workdir', str(workdir), '--out', str(tmp_path / 'out'), '--quiet',
                  *_overrides(paths, root / 'synthetic')])
-  assert capsys.readouterr().err == ''  # --quiet: no progress bars.
+  console = capsys.readouterr()
+  assert console.err == ''  # --quiet: no progress bars.
   assert _checksums(root) == before
   for name in ('results.json', 'report.md', 'scaling.png', 'embedding.png'):
     assert (tmp_path / 'out' / name).stat().st_size > 0
@@ -149,6 +150,21 @@ def test_evaluate_end_to_end_leaves_inputs_untouched(dataset, tmp_path, capsys):
   assert set(seq['verdicts']) == {'1', '3', '5'}
   assert '### 5 segments (3 s)' in report and (tmp_path / 'out' / 'sequences.png').stat().st_size
   assert f'synthetic rows 1 s {seq["verdicts"]["1"]["status"]}, 2 s' in report
+  # The extreme-value estimate from the real pool at every synthetic size, and
+  # the back-test of it, a line and the synthetic rows at half and all the pool.
+  tail = results['tail']
+  assert list(tail['hardness']) == ['3000', '5000']  # From the pool on.
+  assert tail['fit_rows'] == 3000 and set(tail['backtest']['truth']) == {'1500', '3000'}
+  assert tail['backtest']['truth']['3000'] == pytest.approx(curves['real'][-1]['hard']['mean'])
+  assert set(tail['backtest']['errors']) == {'extreme_value', 'log_line', 'synthetic'}
+  assert all(0 <= f['lo'] <= f['hi'] <= 1 for f in tail['hardness'].values())
+  assert '## Past the real pool: an extreme-value estimate' in report and '**Back-test.**' in report
+  assert set(tail['sequences']) == {'1', '3', '5'}  # Per length, each track's best run.
+  assert list(tail['sequences']['3']) == ['3000', '5000']
+  assert 'Extreme-value estimate (each track\'s best run' in report
+  verdict = results['verdict']
+  assert verdict['size'] == 3000 and f'verdict: {verdict["text"]}' in console.out
+  assert 'extreme-value estimate at 5,000: hardness' in console.out
 
 
 def test_shared_index_training_serves_every_point(dataset, tmp_path, capsys):
