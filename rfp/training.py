@@ -146,7 +146,7 @@ def make_validate(config, emb, val_rows, stats, summary, mesh, model):
                                                   config.sample.batch_size, mesh))
     return x / np.linalg.norm(x, axis=1, keepdims=True) if sphere else x
 
-  def gaps_at(params, temperature=1.0):
+  def gaps_at(params, temperature):
     generate = generator.make_generator(model, config.sample.steps, config.sample.solver, mesh,
                                         temperature=temperature)
     return hardness.probe_gaps(probes, real, samples(params, generate), probe_sizes)
