@@ -7,12 +7,11 @@ plots). Rates are fractions.
 import dataclasses
 import json
 import os
-import pathlib
 import time
 
 import numpy as np
 
-from rfp import retrieval
+from rfp import files, retrieval
 from rfp.errors import InputError
 from rfp.evaluation import fidelity as fidelity_lib, inputs as inputs_lib, scaling, tail as tail_lib
 
@@ -139,11 +138,7 @@ def sequence_summary(inputs, curves, synthetic_tracks):
 
 def selection(workdir, step):
   """The training log's record of the checkpoint the synthetic rows came from."""
-  log = pathlib.Path(workdir) / 'metrics.jsonl'
-  if not log.exists():
-    return None
-  records = [json.loads(line) for line in log.read_text().splitlines() if line]
-  record = next((r for r in records if r['step'] == step), None)
+  record = next((r for r in files.read_metrics(workdir) if r['step'] == step), None)
   return record and {k: record.get(k) for k in ('epoch', 'step', 'val_fd', 'val_probe',
                                                 'val_probe_gaps')}
 
