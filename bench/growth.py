@@ -31,16 +31,8 @@ import numpy as np
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from rfp import bounds as bounds_lib, data, rows as rows_lib, sample_folder  # pylint: disable=g-import-not-at-top,wrong-import-position
-from rfp.evaluation import scaling, tail  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-
-def _open(folder):
-  manifest = sample_folder.read_manifest(folder)
-  source = rows_lib.Stack([sample_folder.shard_rows(s)
-                           for s in sample_folder.open_samples(folder, manifest)])
-  bounds = sample_folder.read_bounds(folder, manifest) if 'tracks' in manifest else None
-  return source, bounds
+from rfp import bounds as bounds_lib, data, rows as rows_lib, synthetic as synthetic_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
+from rfp.evaluation import hardness, scaling, tail  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def _track_ids(folder, name, emb):
@@ -77,15 +69,15 @@ def measure(workdir, data_dir, draws, seed=0, queries=2_000, predict=()):
       real.n, n, np.random.default_rng([seed, 5, n, r])))
   sets['second real'] = lambda n, r: (real2 if n == real2.n else whole(real2, real2_b, 2)(n, r))
   workdir = pathlib.Path(workdir)
-  synthetic, _ = _open(workdir / 'samples')
+  synthetic, _, _ = synthetic_lib.open_folder(workdir / 'samples')
   sets['synthetic'] = lambda n, r: rows_lib.Slice(synthetic, r * n, (r + 1) * n)
   if (workdir / 'samples-tracks').is_dir():
-    tracks, tracks_b = _open(workdir / 'samples-tracks')
+    tracks, tracks_b, _ = synthetic_lib.open_folder(workdir / 'samples-tracks')
     sets['tracks'] = whole(tracks, tracks_b, 3)
   hard = {}
   for kind, make in sets.items():
     t0 = time.perf_counter()
-    hard[kind] = {n: float(np.mean([tail.exact_hardness(q_qd, true_q, make(n, r))
+    hard[kind] = {n: float(np.mean([hardness.exact_hardness(q_qd, true_q, make(n, r))
                                     for r in range(1 if kind == 'second real' and n == top
                                                    else draws)]))
                   for n in sizes}

@@ -50,6 +50,17 @@ def find(workdir, needed, minimum, seed, tracks=False):
   return workdir / f'{default.name}-{step}-{needed}-{seed}', None, None
 
 
+def open_folder(folder, manifest=None, shards=None):
+  """A sample folder as (one row source streaming from its shards, their track
+  bounds or None for i.i.d. rows, its manifest); `manifest` and `shards` (as
+  `sample_folder` reads them) save reading them again."""
+  manifest = sample_folder.read_manifest(folder) if manifest is None else manifest
+  shards = sample_folder.open_samples(folder, manifest) if shards is None else shards
+  rows = rows_lib.Stack([sample_folder.shard_rows(a) for a in shards])
+  bounds = sample_folder.read_bounds(folder, manifest) if 'tracks' in manifest else None
+  return rows, bounds, manifest
+
+
 def find_or_sample(folder, sample_cfg, workdir, dim, needed, minimum, seed, progress=True,
                    check=True):
   """An evaluation's synthetic rows as one row source, sampling them first if need be.
@@ -63,7 +74,7 @@ def find_or_sample(folder, sample_cfg, workdir, dim, needed, minimum, seed, prog
   """
   sampled_now, seconds, t0 = False, {}, time.perf_counter()
   if folder:
-    folder, shards = pathlib.Path(folder), None
+    folder, shards, manifest = pathlib.Path(folder), None, None
     if not folder.is_dir():
       raise InputError(f'{folder}: synthetic shard folder (eval.synthetic) not found')
   else:
@@ -76,17 +87,14 @@ def find_or_sample(folder, sample_cfg, workdir, dim, needed, minimum, seed, prog
       sample_cfg.shards = -(-needed // EVAL_SHARD_ROWS)
       sampling.write_samples(workdir, folder, sample_cfg, progress=progress)
       sampled_now, seconds['sample'] = True, time.perf_counter() - t0
-  if shards is None:
-    manifest = sample_folder.read_manifest(folder)
-    shards = sample_folder.open_samples(folder, manifest)
-  rows = rows_lib.Stack([sample_folder.shard_rows(a) for a in shards])
+  # `find` gives no manifest where it gives no shards: the folder is read now.
+  rows, bounds, manifest = open_folder(folder, manifest, shards)
   if rows.dim != dim:
     raise InputError(f'{folder}: synthetic rows have dimension {rows.dim}, the references {dim}')
   if check:
     t1 = time.perf_counter()
     rows_lib.check_files_finite(rows.parts, progress)
     seconds['check'] = time.perf_counter() - t1
-  bounds = sample_folder.read_bounds(folder, manifest) if 'tracks' in manifest else None
   return rows, bounds, {'folder': str(folder), 'rows': rows.n, 'sampled_now': sampled_now,
                         'seconds': seconds,
                         'tracks': bounds is not None,

@@ -28,14 +28,20 @@ class BestScores:
       np.fmax(self.best, np.fmax.reduce(scores, axis=1), out=self.best)
 
 
-def hardness_point(inputs, distractors, bar=None):
-  """Share of queries whose best distractor outscores their true match (exact)."""
-  best = BestScores(inputs.queries_qd)
+def exact_hardness(q_qd, true_q, distractors, bar=None):
+  """Share of queries `q_qd` whose best row of `distractors` (a row source)
+  outscores their true match's score `true_q` (exact)."""
+  best = BestScores(q_qd)
   for _, x in distractors.chunks():
     best.update(x)
     if bar is not None:
       bar.update(len(x))
-  return {'hard': float(np.mean(best.best > inputs.true_scores))}
+  return float(np.mean(best.best > true_q))
+
+
+def hardness_point(inputs, distractors, bar=None):
+  """A sweep point's hardness: `exact_hardness` of the evaluated queries."""
+  return {'hard': exact_hardness(inputs.queries_qd, inputs.true_scores, distractors, bar)}
 
 
 def probe_gaps(probes_pd, real_nd, synthetic_nd, sizes):

@@ -149,10 +149,15 @@ def extremal_index(top, k):
   return np.clip(np.nan_to_num(theta, nan=1.0), 1.0 / k, 1.0)
 
 
+def _unbeaten(p_q, n):
+  """[q] (1 - p_q)^n: the chance that none of n rows outscores each query's true
+  match (n may be fractional: a count of tracks)."""
+  return np.exp(n * np.log1p(-np.clip(p_q, 0.0, 1.0 - 1e-12)))
+
+
 def hardness_at(p_q, sizes):
   """{N: mean_q 1 - (1 - p_q)^N}, the expected hardness at N i.i.d. rows."""
-  p_q = np.clip(p_q, 0.0, 1.0 - 1e-12)
-  return {int(n): float(np.mean(-np.expm1(n * np.log1p(-p_q)))) for n in sizes}
+  return {int(n): float(np.mean(1.0 - _unbeaten(p_q, n))) for n in sizes}
 
 
 def estimate(q_qd, true_q, rows, bounds, sizes, seed, bootstrap=BOOTSTRAP, hr1_pool=None):
@@ -184,14 +189,6 @@ def estimate(q_qd, true_q, rows, bounds, sizes, seed, bootstrap=BOOTSTRAP, hr1_p
   return out
 
 
-def exact_hardness(q_qd, true_q, rows):
-  """Share of queries beaten by a row of `rows` (exact)."""
-  best = hardness.BestScores(q_qd)
-  for _, x in rows.chunks():
-    best.update(x)
-  return float(np.mean(best.best > true_q))
-
-
 def log_line(sizes, values, at):
   """A straight line in log N through (sizes, values), read at `at`."""
   slope, intercept = np.polyfit(np.log(sizes), values, 1)
@@ -211,8 +208,8 @@ def backtest(q_qd, true_q, real, bounds, synthetic, seed, draws=3):
     return [rows_lib.Subset(real, scaling.whole_tracks(
         bounds, size, np.random.default_rng([seed, 8, size, d]))[0]) for d in range(draws)]
 
-  truth = {pool: exact_hardness(q_qd, true_q, real)}
-  truth[pool // 2] = float(np.mean([exact_hardness(q_qd, true_q, s) for s in real_sets(pool // 2)]))
+  truth = {pool: hardness.exact_hardness(q_qd, true_q, real)}
+  truth[pool // 2] = float(np.mean([hardness.exact_hardness(q_qd, true_q, s) for s in real_sets(pool // 2)]))
   fits = []
   for d in range(draws):
     rows, set_bounds = scaling.whole_tracks(bounds, pool // 8, np.random.default_rng([seed, 9, d]))
@@ -222,11 +219,11 @@ def backtest(q_qd, true_q, real, bounds, synthetic, seed, draws=3):
   predictions = {'extreme_value': {n: float(np.mean([f[n]['mean'] for f in fits]))
                                    for n in targets}}
   line_sizes = [pool // 64, pool // 32, pool // 16, pool // 8]
-  line_values = [np.mean([exact_hardness(q_qd, true_q, s) for s in real_sets(n)])
+  line_values = [np.mean([hardness.exact_hardness(q_qd, true_q, s) for s in real_sets(n)])
                  for n in line_sizes]
   predictions['log_line'] = log_line(line_sizes, line_values, targets)
   for name, source in synthetic.items():
-    predictions[name] = {n: exact_hardness(q_qd, true_q, rows_lib.Slice(source, 0, n))
+    predictions[name] = {n: hardness.exact_hardness(q_qd, true_q, rows_lib.Slice(source, 0, n))
                          for n in targets}
   return {'truth': truth, 'predictions': predictions,
           'errors': {name: {n: p[n] - truth[n] for n in targets}
@@ -237,10 +234,9 @@ def hr1_at(p_q, unbeaten_q, hr1_pool, n_pool, sizes):
   """{N: HR@1 predicted at N rows}: the real HR@1 measured at the pool times the
   share of the queries unbeaten there that stay unbeaten among N - n_pool more
   rows (hits are taken to be spread evenly over the unbeaten queries)."""
-  p_q = np.clip(p_q, 0.0, 1.0 - 1e-12)
   if not unbeaten_q.any():
     return {int(n): 0.0 for n in sizes}
-  return {int(n): float(hr1_pool * np.mean(np.exp(max(n - n_pool, 0) * np.log1p(-p_q[unbeaten_q]))))
+  return {int(n): float(hr1_pool * np.mean(_unbeaten(p_q[unbeaten_q], max(n - n_pool, 0))))
           for n in sizes}
 
 
@@ -337,7 +333,6 @@ def sequence_estimate(seq, real, bounds, sizes):
     top = TopScores(np.take_along_axis(m_qt, order, 1), order, order,
                     (m_qt > true_q[:, None]).astype(np.int64), np.ones(n_t, np.int64))
     p_q = exceed_probs(top, true_q, decluster=False)
-    p_q = np.clip(p_q, 0.0, 1.0 - 1e-12)
-    out[str(n)] = {str(size): float(np.mean(-np.expm1(size / per_track * np.log1p(-p_q))))
+    out[str(n)] = {str(size): float(np.mean(1.0 - _unbeaten(p_q, size / per_track)))
                    for size in sizes}
   return out
