@@ -49,17 +49,15 @@ def _pct(x, digits=2):
   return '–' if x is None else f'{100 * x:.{digits}f}'
 
 
-def _mean_std(point, key, digits=1):
-  """A scaling point's mean of `key`, with ± its std only where that is a spread
-  over independent draws: not for one repeat (std None), and not where the
-  repeats share rows (marked †: draws that overlap understate the spread)."""
+def _mean_se(point, key, digits=1):
+  """A scaling point's mean of `key` ± its standard error (queries and
+  distractor draws, `rfp.evaluation.stats.standard_error`); † where the
+  repeats share rows, whose overlapping draws understate the draws' part."""
   stat = point.get(key) if point else None
   if stat is None:
     return '–'
-  mean = f'{100 * stat["mean"]:.{digits}f}'
-  if point.get('shared_rows'):
-    return mean + '†'
-  return mean if stat['std'] is None else f'{mean} ± {100 * stat["std"]:.{digits}f}'
+  return (f'{100 * stat["mean"]:.{digits}f} ± {100 * stat["se"]:.{digits}f}'
+          + '†' * bool(point.get('shared_rows')))
 
 
 def _num(x, fmt):
@@ -123,16 +121,22 @@ def _point(curve, size):
   return next((p for p in curve if p['size'] == size), None)
 
 
+def _at_length(point, length):
+  """A sweep point's figures at one query length, in the shape `_mean_se` reads."""
+  return {'size': point['size'], 'shared_rows': point.get('shared_rows'),
+          **point['sequences'][str(length)]}
+
+
 def _spread_text(curves, repeats):
-  """What the ± in the scaling tables is, and where there is none."""
-  if repeats == 1:
-    return 'one distractor set per size, so no spread is shown.'
-  text = f'mean ± std over {repeats} repeats, each with a fresh distractor set.'
+  """What the ± in the tables is."""
+  text = ('± one standard error over the query sample (binomial, √(p(1 − p)/n))'
+          + (f' and the {repeats} distractor draws (their std²/{repeats} added), the mean over '
+             'them' if repeats > 1 else ', one distractor set per size') + '.')
   if any(p.get('shared_rows') for c in curves.values() for p in c):
     text += (' † marks sizes whose repeats share rows (too few synthetic rows for disjoint '
-             'sets, or the whole real pool): mean only, as overlapping draws understate the '
-             'spread.')
-  return text
+             'sets, or the whole real pool): overlapping draws understate their part.')
+  return text + (' A difference between two curves is judged on the same queries: its paired '
+                 'error (in the verdicts) is smaller than the two ± together.')
 
 
 def _scaling(results):
@@ -144,23 +148,24 @@ def _scaling(results):
   hard = _table(
       ['distractors', 'hardness % real', 'hardness % synthetic', "hardness % real' (floor)",
        'HR@1 % real', 'HR@1 % synthetic'],
-      [(f'{s:,}', _mean_std(_point(real, s), 'hard'), _mean_std(_point(syn, s), 'hard'),
-        _mean_std(_point(real2, s), 'hard'), _mean_std(_point(real, s), 'hr1'),
-        _mean_std(_point(syn, s), 'hr1'))
+      [(f'{s:,}', _mean_se(_point(real, s), 'hard'), _mean_se(_point(syn, s), 'hard'),
+        _mean_se(_point(real2, s), 'hard'), _mean_se(_point(real, s), 'hr1'),
+        _mean_se(_point(syn, s), 'hr1'))
        for s in sizes])
-  header = ['distractors', 'kind', 'HR@1 %', f'top-{results["settings"]["eval"]["index"]["k"]} %']
+  header = ['distractors', 'kind', 'HR@1 %', 'near (±1) %',
+            f'top-{results["settings"]["eval"]["index"]["k"]} %']
   has_tracks = any('track1' in p for c in (real, syn) for p in c)
   if has_tracks:
-    header += ['track top-1 %', 'near (±1) %']
+    header.append('track top-1 %')
   rows = []
   for s in sizes:
     for kind, curve in (('real', real), ('synthetic', syn)):
       p = _point(curve, s)
       if p is None:
         continue
-      row = [f'{s:,}', kind, _mean_std(p, 'hr1'), _mean_std(p, 'topk')]
+      row = [f'{s:,}', kind, _mean_se(p, 'hr1'), _mean_se(p, 'near1'), _mean_se(p, 'topk')]
       if has_tracks:
-        row += [_mean_std(p, 'track1'), _mean_std(p, 'near1')]
+        row.append(_mean_se(p, 'track1'))
       rows.append(row)
   spread = _spread_text(curves, results['settings']['eval']['repeats'])
   return '\n\n'.join([
@@ -181,8 +186,8 @@ def _tail(results):
   syn = results['scaling'].get('synthetic', [])
   interval = lambda f: (f'{100 * f["mean"]:.1f}' if f['lo'] is None else
                         f'{100 * f["mean"]:.1f} [{100 * f["lo"]:.1f}, {100 * f["hi"]:.1f}]')
-  rows = [(f'{int(n):,}', _mean_std(_point(syn, int(n)), 'hard'), interval(h),
-           _mean_std(_point(syn, int(n)), 'hr1'), interval(tail['hr1'][n]))
+  rows = [(f'{int(n):,}', _mean_se(_point(syn, int(n)), 'hard'), interval(h),
+           _mean_se(_point(syn, int(n)), 'hr1'), interval(tail['hr1'][n]))
           for n, h in tail['hardness'].items()]
   bt = tail['backtest']
   half, pool = sorted(bt['truth'], key=int)
@@ -239,9 +244,7 @@ def _sequences(results):
     rows = []
     for size in sizes:
       point = {kind: _point(c, size) for kind, c in sized.items()}
-      cell = lambda kind, metric: _mean_std(
-          {**point[kind]['sequences'][key], 'shared_rows': point[kind].get('shared_rows')}
-          if point[kind] else None, metric)
+      cell = lambda kind, metric: _mean_se(point[kind] and _at_length(point[kind], n), metric)
       rows.append([f'{size:,}'] + [cell(k, 'hard') for k in kinds]
                   + [cell(k, 'hr1') for k in kinds if k != 'real2'])
     verdicts = [f'**Verdict, {label["synthetic"]}.** {seq["verdicts"][key]["text"]}']
@@ -255,7 +258,29 @@ def _sequences(results):
     parts += [f'### {n} segment{"s" * (n > 1)} ({_seconds(n, e):g} s)', *verdicts,
               _table(['distractors'] + [f'hardness % {label[k]}' for k in kinds]
                      + [f'HR@1 % {label[k]}' for k in kinds if k != 'real2'], rows)]
-  return '\n\n'.join(parts + ['![sequences](sequences.png)'])
+  return '\n\n'.join(parts + [_field_figures(results, [k for k in kinds if k != 'real2'], label),
+                              '![sequences](sequences.png)'])
+
+
+def _field_figures(results, kinds, label):
+  """NAFP's figures (eval_faiss.py) beside top-1 exact, per length and curve, at
+  the largest size the real curve ran the multi-segment queries (else any curve)."""
+  curves = results['scaling']
+  ran = {kind: {p['size']: p for p in curves[kind] if 'sequences' in p} for kind in kinds}
+  size = max(ran.get('real') or {s for by_size in ran.values() for s in by_size})
+  points = {kind: ran[kind][size] for kind in kinds if size in ran[kind]}
+  lengths = results['sequences']['lengths']
+  measured = next(iter(points.values()))['sequences'][str(lengths[0])]
+  metrics = [(m, name) for m, name in (
+      ('hr1', 'top-1 exact %'), ('near1', 'top-1 near (±1) %'), ('top3', 'top-3 %'),
+      ('top10', 'top-10 %'), ('track1', 'track top-1 %')) if m in measured]
+  rows = [[n, label[kind]] + [_mean_se(_at_length(p, n), m) for m, _ in metrics]
+          for n in lengths for kind, p in points.items()]
+  return '\n\n'.join([
+      f'**The field\'s figures at {size:,} distractors** (NAFP\'s eval_faiss.py: near counts a '
+      'best start within one segment of the true one; top-3 and top-10, the true start among the '
+      'best 3 or 10).',
+      _table(['segments', 'curve'] + [name for _, name in metrics], rows)])
 
 
 def _sequence_verdicts(results):
@@ -379,9 +404,7 @@ def _band(ax, curve, key, label, color):
     return
   x = np.array([p['size'] for p in curve])
   m = np.array([p[key]['mean'] for p in curve]) * 100
-  # No band where the table shows no ± (`_mean_std`).
-  s = np.array([0.0 if p[key]['std'] is None or p.get('shared_rows') else p[key]['std']
-                for p in curve]) * 100
+  s = np.array([p[key]['se'] for p in curve]) * 100  # The tables' ± (`_mean_se`).
   ax.plot(x, m, 'o-', color=color, label=label, ms=4)
   ax.fill_between(x, m - s, m + s, color=color, alpha=0.2, lw=0)
 
@@ -398,8 +421,8 @@ def _tick_labels(sizes, min_ratio=1.5):
 
 
 def plot_scaling(results, path):
-  """HR@1 and hardness against distractor count (log x), mean ± std bands
-  where the repeats are independent."""
+  """HR@1 and hardness against distractor count (log x), bands of ± one
+  standard error."""
   fig, (ax_hr, ax_hard) = plt.subplots(1, 2, figsize=(11, 4))
   for kind, label, color in _CURVES:
     curve = results['scaling'].get(kind, [])
@@ -446,8 +469,7 @@ def plot_sequences(results, path):
   fig, axes = plt.subplots(2, len(lengths), figsize=(3.4 * len(lengths), 6.4), squeeze=False)
   sizes = sorted({p['size'] for c in results['scaling'].values() for p in c if 'sequences' in p})
   for j, n in enumerate(lengths):
-    curves = {kind: [{'size': p['size'], 'shared_rows': p.get('shared_rows'),
-                      **p['sequences'][str(n)]} for p in c if 'sequences' in p]
+    curves = {kind: [_at_length(p, n) for p in c if 'sequences' in p]
               for kind, c in results['scaling'].items()}
     for kind, label, color in _CURVES:
       if kind == 'synthetic' and seq['synthetic'] != 'tracks':

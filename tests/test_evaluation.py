@@ -126,11 +126,14 @@ def test_evaluate_end_to_end_leaves_inputs_untouched(dataset, tmp_path, capsys):
   assert (t['size_lo'], t['size_hi']) == (300, 5000)
   report = (tmp_path / 'out' / 'report.md').read_text()
   assert 'FD sees only means and covariances' in report and 'Degradation %' in report
-  # Means only (†) where the repeats shared rows; no density of 1,000 against N(0, I).
+  # Every rate ± its standard error, † where the repeats shared rows; no density of
+  # 1,000 against N(0, I).
   rows = {tuple(c.strip() for c in line.split('|')[1:3]): line for line in report.splitlines()
           if line.startswith('| ')}
-  assert ' ± ' not in rows['5,000', 'synthetic'] and '†' in rows['5,000', 'synthetic']
-  assert ' ± ' not in rows['3,000', 'real'] and ' ± ' in rows['2,000', 'real']
+  assert ' ± ' in rows['5,000', 'synthetic'] and '†' in rows['5,000', 'synthetic']
+  assert '†' in rows['3,000', 'real'] and '†' not in rows['2,000', 'real']
+  assert ' ± ' in results['verdict']['text'] and results['verdict']['difference_se'] > 0
+  assert "**The field's figures at 3,000 distractors**" in report
   assert pairs['synthetic_vs_gaussian']['density'] is None
   assert 'S ‖ G: no precision, recall, density or coverage' in report
   # Multi-segment queries at the real curve's sizes, for every kind; 9 segments are
@@ -144,6 +147,11 @@ def test_evaluate_end_to_end_leaves_inputs_untouched(dataset, tmp_path, capsys):
     for n in ('1', '3', '5'):
       stats = point['sequences'][n]
       assert stats['hr1']['mean'] <= stats['near1']['mean'] <= stats['track1']['mean']
+      assert stats['hr1']['mean'] <= stats['top3']['mean'] <= stats['top10']['mean']
+      # At least the query sample's binomial error, over N_SEQUENCES queries.
+      for key in ('hr1', 'hard'):
+        rate = stats[key]['mean']
+        assert np.sqrt(rate * (1 - rate) / N_SEQUENCES) <= stats[key]['se'] + 1e-12 < 0.1
   # Longer queries are harder to beat: hardness falls with length.
   assert curves['real'][-1]['sequences']['5']['hard']['mean'] <= \
       curves['real'][-1]['sequences']['1']['hard']['mean']
@@ -188,8 +196,8 @@ def test_shared_index_training_serves_every_point(dataset, tmp_path, capsys):
     assert abs(r['hr1']['mean'] - s['hr1']['mean']) < 0.15
   report = (tmp_path / 'out' / 'report.md').read_text()
   assert 'trained on up to 2,000 rows once' in report
-  assert 'one distractor set per size, so no spread is shown' in report
-  assert not re.search(r'\d ± \d', report)
+  assert 'standard error over the query sample (binomial, √(p(1 − p)/n)), one distractor set per size' in report
+  assert re.search(r'\d ± \d', report)  # The query sample's error, even for one draw.
 
 
 def _without_timings(tree):

@@ -1,8 +1,11 @@
-"""The results dict's Table 3."""
+"""The results dict's Table 3 and verdict."""
 
+import numpy as np
 import pytest
 
-from rfp.evaluation import results
+from rfp.evaluation import results, stats
+
+QUERIES = 1000
 
 
 def test_table3_anchors_and_degradation():
@@ -15,8 +18,16 @@ def test_table3_anchors_and_degradation():
   assert (t['size_lo'], t['size_hi'], t['degradation_pct']) == (1_000, 10_000, pytest.approx(25.0))
 
 
+def _point(size, hard):
+  """A sweep point of one repeat: the first queries hard, so two curves'
+  hard queries nest (flags as correlated as they can be)."""
+  flags = stats.pack(np.arange(QUERIES) < round(hard * QUERIES))
+  return {'size': size, 'hard': {'mean': hard, 'std': None},
+          'repeats': [{'hard': hard, 'hard_q': flags}]}
+
+
 def _curves(real, synthetic, real2, sizes=(1_000, 10_000, 80_000)):
-  return {kind: [{'size': s, 'hard': {'mean': h, 'std': 0.0}} for s, h in zip(sizes, values)]
+  return {kind: [_point(s, h) for s, h in zip(sizes, values)]
           for kind, values in (('real', real), ('synthetic', synthetic), ('real2', real2))}
 
 
@@ -39,7 +50,10 @@ def test_verdict_reads_the_growth_not_a_mean_over_sizes():
 def test_verdict_says_which_way_the_level_is_off():
   easy = results.verdict(_curves([0.06, 0.09, 0.13], [0.04, 0.07, 0.11], [0.061, 0.09, 0.13]))
   assert easy['status'] == 'optimistic' and 'level off' in easy['text']
-  assert '-2.00 points from real' in easy['text']
+  # Nested flags: the difference is 20 queries in 1,000, each one hard on one side only.
+  se = np.std(np.arange(QUERIES) < 20, ddof=1) / np.sqrt(QUERIES)
+  assert easy['difference_se'] == pytest.approx(se)
+  assert f'-2.00 ± {100 * se:.2f} points from real' in easy['text']
   hard = results.verdict(_curves([0.06, 0.09, 0.13], [0.08, 0.11, 0.15], [0.06, 0.09, 0.13]))
   assert hard['status'] == 'pessimistic'
   assert results.verdict({'synthetic': []})['status'] == 'unchecked'

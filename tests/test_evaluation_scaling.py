@@ -8,7 +8,7 @@ import pytest
 from conftest import tiny_config
 from rfp import bounds as bounds_lib, retrieval, rows
 from rfp.errors import InputError
-from rfp.evaluation import hardness, inputs, rates, scaling, sequences
+from rfp.evaluation import hardness, inputs, rates, scaling, sequences, stats
 
 
 def _unit(x):
@@ -29,7 +29,8 @@ def test_hit_rates_by_hand():
   ids = np.array([[1, 7], [2, 1], [7, 4], [3, 4], [-1, -1]])  # Row 7 is a distractor.
   out = rates.hit_rates(ids, gt, n_refs=6, track_id_of_row=tracks)
   assert out == {'hr1': 0.2, 'topk': 0.8, 'track1': 0.6, 'near1': 0.6}
-  assert rates.hit_rates(ids, gt, n_refs=6) == {'hr1': 0.2, 'topk': 0.8}
+  # Without track ids the references are one track, as NAFP counts near hits.
+  assert rates.hit_rates(ids, gt, n_refs=6) == {'hr1': 0.2, 'topk': 0.8, 'near1': 0.6}
 
 
 def test_hr1_and_hardness_on_a_toy_with_a_known_answer():
@@ -107,7 +108,9 @@ def test_multi_segment_queries_on_a_toy_with_a_known_answer():
   out = scaling.retrieval_point(toy, rows.ArrayRows(distractors), spec,
                                 np.random.default_rng(0), bounds=d_bounds)['sequences']
   # Exact copies of the first ten runs: those queries miss and count as hard.
-  assert out['4'] == {'hard': 0.5, 'hr1': 0.5, 'near1': 0.5, 'track1': 0.5}
+  hard_q = np.arange(20) < 10
+  assert out['4'] == {'hard': 0.5, 'hard_q': stats.pack(hard_q), 'hr1': 0.5, 'near1': 0.5,
+                      'track1': 0.5, 'top3': 1.0, 'top10': 1.0}
   assert out['1']['hard'] >= 0.5
   # Read as one track, the copies' runs also straddle into each other: no fewer hard ones.
   one = scaling.sequence_hardness(toy, rows.ArrayRows(distractors), np.array([0, 100]))
@@ -129,8 +132,17 @@ def test_sequence_hit_rates_by_hand():
   # Exact; near; same track, far; other track; near; a distractor; nothing;
   # one segment off but in the next track.
   best = np.array([3, 4, 9, 12, 11, 25, -1, 10])
-  assert rates.sequence_hit_rates(best, gt, tracks, 20) == {
+  assert rates.sequence_hit_rates(best[:, None], gt, tracks, 20) == {
       'hr1': 1 / 8, 'near1': 3 / 8, 'track1': 4 / 8}
+  # Without track ids (NAFP's layout) the last one is near too.
+  assert rates.sequence_hit_rates(best[:, None], gt, None, 20) == {'hr1': 1 / 8, 'near1': 4 / 8}
+  # NAFP's top-3 and top-10: the true start among the best 3 or 10 (-1: fewer found).
+  starts = np.full((8, 10), -1)
+  starts[:, 0] = best
+  starts[1, 2], starts[2, 5], starts[6, 9] = 3, 3, 0
+  out = rates.sequence_hit_rates(starts, gt, tracks, 20)
+  assert (out['hr1'], out['top3'], out['top10']) == (1 / 8, 2 / 8, 4 / 8)
+  assert 'top10' not in rates.sequence_hit_rates(starts[:, :3], gt, tracks, 20)
 
 
 def test_a_second_real_set_smaller_than_the_pool_adds_its_size(tmp_path):

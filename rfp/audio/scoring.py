@@ -94,7 +94,7 @@ def sequence_rates(query_qld, truth_q, reference_rd, reference_tracks_r, lengths
                                      bounds_from_ids(reference_tracks_r), lengths)
   out = []
   for n in sorted(best):
-    rates = sequence_hit_rates(best[n][1], truth_q, reference_tracks_r, len(reference_rd))
+    rates = sequence_hit_rates(best[n][1][:, None], truth_q, reference_tracks_r, len(reference_rd))
     out.append({'segments': n, 'hr1': rates['hr1'], 'near': rates['near1'],
                 'track': rates['track1']})
   return out

@@ -13,7 +13,8 @@ import numpy as np
 
 from rfp import files, retrieval
 from rfp.errors import InputError
-from rfp.evaluation import fidelity as fidelity_lib, inputs as inputs_lib, scaling, tail as tail_lib
+from rfp.evaluation import (fidelity as fidelity_lib, inputs as inputs_lib, scaling, stats,
+                            tail as tail_lib)
 
 # Anchors of the paper's Table 3; used when those sizes were run.
 TABLE3_SIZES = (1_000_000, 100_000_000)
@@ -39,6 +40,13 @@ def like_with_like(inputs, synthetic_bounds, tracks):
              'compare tracks with tracks.' if tracks else '.'))
 
 
+def _paired_se(a, b):
+  """Paired standard error of point a's hardness minus b's, judged on the same
+  queries (each repeat's per-query flags)."""
+  return stats.paired_standard_error(*([stats.unpack(r['hard_q']) for r in p['repeats']]
+                                       for p in (a, b)))
+
+
 def verdict(curves, tail=None, comparison=None):
   """Whether to trust the synthetic curve, read where the extrapolation is
   decided: at the largest size that has a second real set (else the largest
@@ -50,13 +58,16 @@ def verdict(curves, tail=None, comparison=None):
   measured size nearest an eighth of it, against the second real set's slope
   over real's (how far two real sets differ). Both within tolerance: trust;
   else easier or slower-growing synthetic rows make the extrapolated HR@1
-  optimistic, harder or faster-growing ones pessimistic. `comparison` says
+  optimistic, harder or faster-growing ones pessimistic. Each level carries
+  its paired standard error (`_paired_se`). `comparison` says
   what is compared where it is not like with like; with the extreme-value
   estimate (`tail`), one more line where it and the synthetic curve part at
   the largest size by more than their back-test errors.
   """
-  hard = {kind: {p['size']: p['hard']['mean'] for p in curves.get(kind, [])}
-          for kind in ('real', 'synthetic', 'real2')}
+  points = {kind: {p['size']: p for p in curves.get(kind, [])}
+            for kind in ('real', 'synthetic', 'real2')}
+  hard = {kind: {size: p['hard']['mean'] for size, p in by_size.items()}
+          for kind, by_size in points.items()}
   sizes = sorted(set(hard['real']) & set(hard['synthetic']))
   if not sizes:
     return {'status': 'unchecked', 'sizes': [],
@@ -69,8 +80,10 @@ def verdict(curves, tail=None, comparison=None):
   # Past the second real set (the whole pool, often) its band at `top` stands in.
   last = sizes[-1]
   diff_last = hard['synthetic'][last] - hard['real'][last]
-  out = {'sizes': sizes, 'size': top, 'difference': float(diff), 'band': float(band),
-         'largest': last, 'difference_largest': float(diff_last),
+  se, se_last = (_paired_se(points['synthetic'][n], points['real'][n]) for n in (top, last))
+  out = {'sizes': sizes, 'size': top, 'difference': float(diff), 'difference_se': se,
+         'band': float(band), 'largest': last, 'difference_largest': float(diff_last),
+         'difference_largest_se': se_last,
          'excess': float(max(0.0, abs(diff) - band, abs(diff_last) - band))}
   lower = [s for s in (floor_sizes or sizes) if s < top]
   growth_ok, slower = True, False
@@ -85,10 +98,10 @@ def verdict(curves, tail=None, comparison=None):
                   'growth_excess': float(max(0.0, abs(ratio - 1) - abs(floor - 1)))})
       growth_ok, slower = out['growth_excess'] <= GROWTH_TOLERANCE, ratio < 1
   level_ok = out['excess'] <= LEVEL_TOLERANCE
-  level = (f'at {top:,} distractors synthetic hardness is {100 * diff:+.2f} points from real '
-           f'(floor band {100 * band:.2f})')
+  level = (f'at {top:,} distractors synthetic hardness is {100 * diff:+.2f} ± {100 * se:.2f} '
+           f'points from real (floor band {100 * band:.2f})')
   if last != top:
-    level += f', at {last:,} {100 * diff_last:+.2f}'
+    level += f', at {last:,} {100 * diff_last:+.2f} ± {100 * se_last:.2f}'
     diff = diff if abs(diff) >= abs(diff_last) else diff_last
   growth = ('' if 'growth' not in out else
             f'; from {out["growth_from"]:,} it grows {out["growth"]:.2f}x as fast as real '
@@ -115,7 +128,9 @@ def verdict(curves, tail=None, comparison=None):
 
 def sequence_curves(curves, length):
   """The curves of one query length, in the shape `verdict` reads."""
-  return {kind: [{'size': p['size'], **p['sequences'][str(length)]}
+  key = str(length)
+  return {kind: [{'size': p['size'], **p['sequences'][key],
+                  'repeats': [r['sequences'][key] for r in p['repeats']]}
                  for p in curve if 'sequences' in p]
           for kind, curve in curves.items()}
 

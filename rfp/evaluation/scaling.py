@@ -22,8 +22,8 @@ from tqdm import tqdm
 
 from rfp import bounds as bounds_lib, files, retrieval, rows as rows_lib
 from rfp.errors import InputError
-from rfp.evaluation import hardness, sequences
-from rfp.evaluation.rates import hit_rates, sequence_hit_rates
+from rfp.evaluation import hardness, sequences, stats
+from rfp.evaluation.rates import SEQUENCE_TOPS, hit_rates, sequence_hit_rates
 
 
 def _sizes(values, name):
@@ -83,11 +83,14 @@ def plan_sizes(eval_cfg, inputs):
 
 
 def sequence_hardness(inputs, distractors, bounds):
-  """{length: {'hard'}}: share of multi-segment queries whose best start among
-  `distractors` (tracks `bounds`) outscores their true run of rows, exactly."""
+  """{length: {'hard', 'hard_q'}}: share of multi-segment queries whose best
+  start among `distractors` (tracks `bounds`) outscores their true run of rows,
+  exactly, and which queries (`stats.pack`), for paired differences."""
   seq = inputs.sequences
   best = sequences.exact_best_starts(seq.q_qld, distractors, bounds, seq.lengths)
-  return {str(n): {'hard': float(np.mean(best[n][0] > seq.true_scores[n]))} for n in seq.lengths}
+  hard = {n: best[n][0] > seq.true_scores[n] for n in seq.lengths}
+  return {str(n): {'hard': float(np.mean(hard[n])), 'hard_q': stats.pack(hard[n])}
+          for n in seq.lengths}
 
 
 def _sequence_point(inputs, index, db, distractors, bounds, k):
@@ -99,8 +102,8 @@ def _sequence_point(inputs, index, db, distractors, bounds, k):
   ids_qlk = sequences.segment_ids(index, seq.q_qld[:, :max(seq.lengths)], k)
   for n in seq.lengths:
     starts, _ = sequences.search_sequences(index, seq.q_qld[:, :n], db, db_bounds, k,
-                                           ids_qlk=ids_qlk)
-    out[str(n)].update(sequence_hit_rates(starts[:, 0], seq.ground_truth, inputs.tracks,
+                                           top=max(SEQUENCE_TOPS), ids_qlk=ids_qlk)
+    out[str(n)].update(sequence_hit_rates(starts, seq.ground_truth, inputs.tracks,
                                           inputs.reference.n))
   return out
 
@@ -146,7 +149,8 @@ def retrieval_point(inputs, distractors, spec, rng, bar=None, trained=None, boun
   ids, _ = retrieval.search(index, inputs.queries_qd, db, spec.k, on_batch=searched)
   t2 = time.perf_counter()
   out = hit_rates(ids, inputs.ground_truth, n_refs, inputs.tracks)
-  out['hard'] = float(np.mean(best.best > inputs.true_scores))
+  hard_q = best.best > inputs.true_scores
+  out['hard'], out['hard_q'] = float(np.mean(hard_q)), stats.pack(hard_q)
   out['index'] = index.settings
   out['seconds'] = {'build': t1 - t0, 'search': t2 - t1}
   if bounds is not None:
@@ -208,23 +212,30 @@ def distractor_sets(kind, source, size, repeats, seed, bounds=None):
           for s in starts], note
 
 
-def _summary(points):
-  """Mean and sample std over repeats of each metric (std None for one repeat);
-  per query length for the multi-segment queries."""
+def _summary(points, n_queries, n_sequence_queries=None):
+  """Mean, sample std (None for one repeat) and standard error
+  (`stats.standard_error`, over the `n_queries` queries) over repeats of each
+  rate; per query length for the multi-segment queries. Per-query flags stay
+  with the repeats."""
   out = {}
   for key in points[0]:
-    if key in ('index', 'seconds'):
+    if key in ('index', 'seconds', 'hard_q'):
       continue
     if key == 'sequences':
-      out[key] = {n: _summary([p[key][n] for p in points]) for n in points[0][key]}
+      out[key] = {n: _summary([p[key][n] for p in points], n_sequence_queries)
+                  for n in points[0][key]}
       continue
     values = np.array([p[key] for p in points], np.float64)
-    out[key] = {'mean': float(values.mean()),
-                'std': float(values.std(ddof=1)) if len(values) > 1 else None}
+    std = float(values.std(ddof=1)) if len(values) > 1 else None
+    out[key] = {'mean': float(values.mean()), 'std': std,
+                'se': stats.standard_error(values.mean(), n_queries, std, len(values))}
   return out
 
 
 KINDS = ('real', 'synthetic', 'tracks', 'real2')  # Curves, in the order they are run.
+# What a point holds; a point kept under an older version lacks figures and
+# is measured again.
+POINT_VERSION = 2
 
 
 class FinishedPoints:
@@ -238,7 +249,8 @@ class FinishedPoints:
 
   def __init__(self, folder, identity):
     self.folder = folder and pathlib.Path(folder)
-    self.key = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()
+    self.key = hashlib.sha256(json.dumps([POINT_VERSION, identity], sort_keys=True,
+                                         default=str).encode()
                               ).hexdigest()
 
   def _path(self, kind, size, r):
@@ -281,6 +293,8 @@ def sweep(inputs, synthetic, plan, eval_cfg, spec, progress=True, synthetic_boun
     # set again at sequence sizes: what the progress bar counts per point.
     return inputs.reference.n * (kind != 'real2') + size * (1 + (size in plan['sequence']))
 
+  n_queries = (len(inputs.queries_qd),
+               inputs.sequences and len(inputs.sequences.ground_truth))
   total = sum(rows_read(kind, size) * eval_cfg.repeats for kind in KINDS for size in plan[kind])
   curves, notes = {}, []
   kind_ids = {'real': 0, 'synthetic': 1, 'real2': 2, 'tracks': 3}
@@ -331,7 +345,7 @@ def sweep(inputs, synthetic, plan, eval_cfg, spec, progress=True, synthetic_boun
           finished.put(kind, size, r, point)
           points.append(point)
         # Repeats that share rows are not independent: their std understates the spread.
-        curve.append({'size': size, **_summary(points), 'shared_rows': note is not None,
+        curve.append({'size': size, **_summary(points, *n_queries), 'shared_rows': note is not None,
                       'repeats': points})
       curves[kind] = curve
   return curves, notes
