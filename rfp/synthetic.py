@@ -9,7 +9,7 @@ evaluation of rows already on disk never loads JAX.
 import pathlib
 import time
 
-from rfp import files, rows as rows_lib, sample_folder
+from rfp import files, rows as rows_lib, sample_folder, temporal
 from rfp.errors import InputError
 
 # Shard size when evaluation samples its own rows.
@@ -23,13 +23,18 @@ def _manifest_or_none(folder):
     return None
 
 
+def _current_generator(manifest, tracks):
+  return not tracks or manifest.get('tracks', {}).get('generator') == temporal.GENERATOR
+
+
 def find(workdir, needed, minimum, seed, tracks=False):
   """(folder, shards or None, manifest or None) for an evaluation's synthetic rows
   (synthetic tracks if `tracks`, in WORKDIR/samples-tracks).
 
   A complete folder of the run's best checkpoint with at least `minimum` rows
   is opened (e.g. one written by `sample.py`; repeats then share rows where it
-  holds fewer than `needed`); otherwise shards are None and folder is where to
+  holds fewer than `needed`; track folders of an older track generator are
+  passed over); otherwise shards are None and folder is where to
   sample `needed` rows (resuming it if it was cut off).
   """
   workdir = pathlib.Path(workdir)
@@ -38,16 +43,20 @@ def find(workdir, needed, minimum, seed, tracks=False):
   for folder in [default] + sorted(workdir.glob(f'{default.name}-*')):
     manifest = _manifest_or_none(folder)
     if (manifest and manifest.get('n', 0) >= minimum and ('tracks' in manifest) == tracks
-        and manifest.get('checkpoint', {}).get('step') == step):
+        and manifest.get('checkpoint', {}).get('step') == step
+        and _current_generator(manifest, tracks)):
       try:
         return folder, sample_folder.open_samples(folder, manifest), manifest
       except InputError:  # Cut off: resumed by the caller if it is the right size.
         pass
   manifest = _manifest_or_none(default)
-  if manifest is None or (manifest.get('n'), manifest.get('seed'),
-                          manifest.get('checkpoint', {}).get('step')) == (needed, seed, step):
+  if manifest is None or ((manifest.get('n'), manifest.get('seed'),
+                           manifest.get('checkpoint', {}).get('step')) == (needed, seed, step)
+                          and _current_generator(manifest, tracks)):
     return default, None, None
-  return workdir / f'{default.name}-{step}-{needed}-{seed}', None, None
+  # The track generator's version in the name: a folder of an older one is left as it is.
+  version = '-' + temporal.GENERATOR.replace('/', '.') if tracks else ''
+  return workdir / f'{default.name}-{step}-{needed}-{seed}{version}', None, None
 
 
 def open_folder(folder, manifest=None, shards=None):
@@ -69,8 +78,10 @@ def find_or_sample(folder, sample_cfg, workdir, dim, needed, minimum, seed, prog
   from the run's best checkpoint with the settings of `sample_cfg` (a
   `sample` config section: `sample.tracks` samples tracks), sampled into
   WORKDIR/samples unless a complete folder of at least `minimum` rows is
-  already there. Every row is checked for NaN/Inf (one pass) unless not
-  `check`. Returns (rows, their track bounds or None for i.i.d. rows, info dict).
+  already there. Unless not `check`, rows are checked for NaN/Inf: in one
+  pass first, or where the folder's sampler checked them as it wrote them
+  (`checked_finite` in its manifest) as the evaluation reads them. Returns
+  (rows, their track bounds or None for i.i.d. rows, info dict).
   """
   sampled_now, seconds, t0 = False, {}, time.perf_counter()
   if folder:
@@ -91,7 +102,11 @@ def find_or_sample(folder, sample_cfg, workdir, dim, needed, minimum, seed, prog
   rows, bounds, manifest = open_folder(folder, manifest, shards)
   if rows.dim != dim:
     raise InputError(f'{folder}: synthetic rows have dimension {rows.dim}, the references {dim}')
-  if check:
+  if check and manifest.get('checked_finite'):
+    # Checked as they were written; still checked as the evaluation reads them
+    # (a file changed since stops it in one line), at no cost of its own.
+    rows = rows_lib.Stack([rows_lib.Checked(part, part.path) for part in rows.parts])
+  elif check:
     t1 = time.perf_counter()
     rows_lib.check_files_finite(rows.parts, progress)
     seconds['check'] = time.perf_counter() - t1

@@ -29,6 +29,9 @@ import warnings
 import numpy as np
 import scipy.optimize
 
+# The track generator's version (`rfp.tracks`), here so that finding a sample
+# folder of the current generator (`rfp.synthetic`) loads no JAX.
+GENERATOR = 'sections/2'
 LAGS = (1, 2, 4, 8, 16, 32)
 MIN_LAG = 8  # Repetition looks at least 4 s away at 0.5 s hop: past the lag-similarity decay.
 THRESHOLDS = (0.5, 0.6, 0.7, 0.8)

@@ -61,7 +61,7 @@ from rfp import data, files, noise as noise_lib, rows as rows_lib, sharding, tem
 from rfp.bounds import bounds_from_ids
 
 FILE = 'temporal.json'
-GENERATOR = 'sections/2'
+GENERATOR = temporal.GENERATOR
 # AR(1) rates: from about one window's memory (neighbours share half their audio)
 # to the whole track (1). Fixed, so a shard's noise depends only on the weights.
 RATES = (0.2, 0.5, 0.8, 0.95, 0.98, 0.995, 1.0)

@@ -1,6 +1,8 @@
 """Finding an evaluation's synthetic rows on disk, or where to sample them."""
 
-from rfp import synthetic
+import json
+
+from rfp import synthetic, temporal
 from test_sample_folder import make_folder
 
 
@@ -19,3 +21,19 @@ def test_a_folder_of_an_older_checkpoint_is_not_reused(tmp_path):
   make_folder(tmp_path / 'samples', n=10, step=7)
   folder, shards, _ = synthetic.find(tmp_path, needed=10, minimum=10, seed=0)
   assert shards is None and folder == tmp_path / 'samples-9-10-0'
+
+
+def test_a_track_folder_of_an_older_generator_is_not_reused(tmp_path):
+  (tmp_path / 'ckpt' / 'best' / '7').mkdir(parents=True)
+  for name, generator in (('samples-tracks', 'ar-noise/1'), ('samples-tracks-7-10-0', 'ar-noise/1')):
+    manifest = make_folder(tmp_path / name, n=10, step=7)
+    (tmp_path / name / 'manifest.json').write_text(
+        json.dumps({**manifest, 'tracks': {'generator': generator}}))
+  folder, shards, _ = synthetic.find(tmp_path, needed=10, minimum=10, seed=0, tracks=True)
+  assert shards is None
+  assert folder == tmp_path / f'samples-tracks-7-10-0-{temporal.GENERATOR.replace("/", ".")}'
+  # Of the current generator: reused.
+  (tmp_path / 'samples-tracks' / 'manifest.json').write_text(
+      json.dumps({**manifest, 'tracks': {'generator': temporal.GENERATOR}}))
+  folder, shards, _ = synthetic.find(tmp_path, needed=10, minimum=10, seed=0, tracks=True)
+  assert folder == tmp_path / 'samples-tracks' and len(shards) == 2
