@@ -123,6 +123,26 @@ class Stack(Rows):
     return out
 
 
+class Checked(Rows):
+  """`source` with every row it returns checked by `check_finite` (naming
+  `name` and the row): passes that read the rows for another purpose check
+  them as they go, with no pass of their own."""
+
+  def __init__(self, source, name):
+    self.source, self.name = source, name
+    self.n, self.dim = source.n, source.dim
+
+  def read(self, start, stop):
+    x_nd = self.source.read(start, stop)
+    check_finite(x_nd, self.name, range(start, start + len(x_nd)))
+    return x_nd
+
+  def take(self, rows):
+    x_nd = self.source.take(rows)
+    check_finite(x_nd, self.name, np.asarray(rows, np.int64))
+    return x_nd
+
+
 class Subset(Rows):
   """The rows of `base` listed in `rows` (sorted for sequential reads)."""
 

@@ -21,7 +21,8 @@ import numpy as np
 from tqdm import tqdm
 
 import rfp
-from rfp import files, flow, generator, noise as noise_lib, sample_folder, sharding, tracks
+from rfp import (files, flow, generator, noise as noise_lib, rows as rows_lib, sample_folder,
+                 sharding, tracks)
 from rfp.errors import InputError, check_positive_int
 
 # Sampler calls in flight while the host copies one out: enough to keep the
@@ -95,6 +96,9 @@ def write_samples(workdir, folder, sample_cfg, progress=True, devices=None):
   each gets `shard-NNNNN.bounds.npy` (`rfp.sample_folder.read_bounds`),
   written before the shard takes its final name.
 
+  Every row is checked for NaN/Inf as it is written: a sampler that diverges
+  stops with an InputError naming the shard and row, its shard left partial.
+
   Resumable: complete shards are kept as they are, partial ones are redone.
   With several JAX processes each writes only its shards (`i % process_count`).
   Raises InputError for bad settings, a missing run, a folder that cannot be
@@ -119,6 +123,7 @@ def write_samples(workdir, folder, sample_cfg, progress=True, devices=None):
       'distilled_from': (files.read_json(workdir / 'distill.json')
                          if (workdir / 'distill.json').exists() else None),
       'sphere': sampler.sphere,
+      'checked_finite': True,  # Every row, as written (`_sample_shards`): no second read.
       'batch_size': int(sample_cfg.batch_size),
       'noise': {'rng': noise_lib.RNG_IMPL, 'block_rows': noise_lib.BLOCK_ROWS,
                 'rule': 'normal(fold_in(fold_in(key(seed), shard), row // block_rows))'},
@@ -194,7 +199,10 @@ def _sample_shards(folder, todo, rows, manifest, sampler, done_rows, total_rows,
       shard_file = np.lib.format.open_memmap(tmp, mode='w+', dtype=dtype, shape=(rows[i], dim))
       for _, start, x_bd in batches:
         count = min(batch, rows[i] - start)
-        shard_file[start:start + count] = np.asarray(x_bd)[:count]
+        x_bd = np.asarray(x_bd)[:count]
+        # Checked here, on the host copy, so that rows sampled now need no second read.
+        rows_lib.check_finite(x_bd, path, range(start, start + count))
+        shard_file[start:start + count] = x_bd
         bar.update(count)
       shard_file.flush()
       del shard_file

@@ -362,9 +362,11 @@ def test_samples_from_the_run_when_no_synthetic_folder(trained_run, dataset, tmp
   evaluate.main(args)
   second = json.loads((workdir / 'eval' / 'results.json').read_text())
   assert not second['synthetic']['sampled_now'] and not second['synthetic_tracks']['sampled_now']
-  # Each phase's time is recorded, and sampling only when it was done.
-  assert {'synthetic_sample', 'synthetic_check', 'fidelity', 'scaling'} <= set(first['seconds'])
-  assert 'synthetic_sample' not in second['seconds'] and 'synthetic_check' in second['seconds']
+  # Each phase's time is recorded, and sampling only when it was done; rows the
+  # sampler checked as it wrote them are not read again for NaN/Inf.
+  assert {'synthetic_sample', 'fidelity', 'scaling'} <= set(first['seconds'])
+  assert 'synthetic_sample' not in second['seconds']
+  assert 'synthetic_check' not in first['seconds'] and 'synthetic_check' not in second['seconds']
   assert second['table3'] == first['table3']
   assert second['scaling']['tracks'][0]['sequences'] == first['scaling']['tracks'][0]['sequences']
 
@@ -391,3 +393,21 @@ def test_index_built_in_parts_serves_the_whole_synthetic_point(dataset, tmp_path
   # Exact hardness is the same database either way; the index only approximates.
   assert parts[-1]['hard'] == one[-1]['hard']
   assert abs(parts[-1]['hr1']['mean'] - one[-1]['hr1']['mean']) < 0.05
+
+
+def test_rows_checked_as_sampled_are_still_checked_as_they_are_read(dataset, tmp_path):
+  """A folder whose sampler checked every row is not read in a pass of its own,
+  but a row changed since stops the evaluation in one line as the sweep reads it."""
+  root, workdir, paths = dataset
+  synthetic = tmp_path / 'synthetic'
+  shutil.copytree(root / 'synthetic', synthetic)
+  manifest = json.loads((synthetic / 'manifest.json').read_text())
+  (synthetic / 'manifest.json').write_text(json.dumps({**manifest, 'checked_finite': True}))
+  shard = np.load(sample_folder.shard_path(synthetic, 1))
+  shard[17, 3] = np.nan
+  np.save(sample_folder.shard_path(synthetic, 1), shard)
+  result = _cli('--workdir', str(workdir), '--out', str(tmp_path / 'out'),
+                *_overrides(paths, synthetic))
+  assert result.returncode == 2, result.stderr
+  lines = result.stderr.strip().splitlines()
+  assert len(lines) == 1 and 'shard-00001.npy: row 17 holds NaN or Inf' in lines[0], lines

@@ -10,7 +10,7 @@ import jax
 import numpy as np
 import pytest
 
-from rfp import cli, files, sample_folder, sampling, sharding
+from rfp import cli, files, generator, sample_folder, sampling, sharding
 from rfp.errors import InputError
 from conftest import ROOT, SCRIPT_ENV, kill_when
 
@@ -222,3 +222,25 @@ def test_more_rows_extend_each_shard(trained_run, tmp_path):
                                  sample_folder.open_samples(tmp_path / 'large'))):
     assert len(a) == small['rows_per_shard'][i] < len(b)
     np.testing.assert_allclose(a, b[:len(a)], atol=1e-5)
+
+
+def test_rows_are_checked_for_nan_as_they_are_written(trained_run, tmp_path, monkeypatch):
+  workdir, _, _ = trained_run
+  manifest = _write(workdir, tmp_path / 'ok', 600, 2)
+  assert manifest['checked_finite']
+  real_generator = generator.Sampler.generator
+
+  def diverging(self, mesh, **kwargs):
+    generate = real_generator(self, mesh, **kwargs)
+
+    def generate_nan(params, z_bd):
+      x_bd = np.array(generate(params, z_bd))
+      x_bd[3, 1] = np.nan
+      return x_bd
+
+    return generate_nan
+
+  monkeypatch.setattr(generator.Sampler, 'generator', diverging)
+  with pytest.raises(InputError, match=r'shard-00000\.npy: row 3 holds NaN or Inf'):
+    _write(workdir, tmp_path / 'bad', 600, 2)
+  assert not list((tmp_path / 'bad').glob('shard-*.npy'))  # Left partial (.tmp), never complete.
