@@ -90,12 +90,13 @@ def read_trained(folder):
     raise InputError(f'{path}: unreadable ({e}); delete the folder and train again') from e
 
 
-def train(folder, reference, shards, spec, rng, identity=None, progress=False):
+def train(folder, reference, shards, spec, rng, identity=None, progress=False, trained=None):
   """Trains the index once on `spec.train_rows` random rows of the database and writes it.
 
   `identity` (a JSON dict, e.g. the samples' seed and checkpoint) must match
   too when the folder is reused. A folder trained for this database and these
-  settings is kept as it is; one trained for another is refused. Returns the
+  settings is kept as it is; one trained for another is refused. `trained` (a
+  `retrieval.Index`) is written as it is instead of training one. Returns the
   contents of trained.json.
   """
   folder = pathlib.Path(folder)
@@ -109,8 +110,8 @@ def train(folder, reference, shards, spec, rng, identity=None, progress=False):
   folder.mkdir(parents=True, exist_ok=True)
   db = database(reference, shards)
   with tqdm(total=1, desc=f'training the index on {min(spec.train_rows, db.n):,} rows',
-            bar_format='{desc} ({elapsed})', disable=not progress) as bar:
-    index = retrieval.train_index(db, spec, rng, gpu=False)
+            bar_format='{desc} ({elapsed})', disable=not progress or trained is not None) as bar:
+    index = trained or retrieval.train_index(db, spec, rng, gpu=False)
     bar.update()
   with files.atomic_path(folder / TRAINED) as tmp:
     index.write(tmp)

@@ -157,3 +157,50 @@ def test_a_second_real_set_smaller_than_the_pool_adds_its_size(tmp_path):
   # The verdict is read where the second set ends: 3,000 is run by every curve.
   assert sizes['real'] == [100, 1_000, 3_000, 5_000] and sizes['real2'] == [100, 1_000, 3_000]
   assert sizes['synthetic'] == [100, 1_000, 3_000, 5_000, 10_000]
+
+
+def test_a_point_built_in_parts_matches_one_build_and_resumes_after_a_part(tmp_path, monkeypatch):
+  """Every synthetic row in three parts, cut off after the first: the re-run adds
+  only the missing parts, and gives the one-pass build's hit rates and hardness."""
+  rng = np.random.default_rng(1)
+  dim, tracks = 32, np.repeat(np.arange(10), 50)
+  refs = _unit(rng.normal(size=(500, dim)))
+  gt = rng.choice(500, 100, replace=False)
+  q = _unit(refs[gt] + 0.3 * rng.normal(size=(100, dim)))
+  toy = _toy_inputs(refs, q, gt, tracks)
+  shards = [rows.ArrayRows(_unit(rng.normal(size=(700, dim)))) for _ in range(5)]
+  spec = retrieval.IndexSpec(nlist=8, nprobe=4, code_bytes=8, bits=8, k=10, train_rows=3000)
+  trained = retrieval.train_index(rows.Stack([toy.reference, *shards]), spec,
+                                  np.random.default_rng(0))
+  whole = rows.Stack(shards)
+  one = scaling.retrieval_point(toy, whole, spec, None, trained=trained)
+
+  added, add_part = [], scaling.index_parts.add_part
+
+  def cut_after_one_part(*args, **kwargs):
+    if added:
+      raise KeyboardInterrupt
+    added.append(args[3])
+    return add_part(*args, **kwargs)
+
+  folder = tmp_path / 'point.index'
+  monkeypatch.setattr(scaling.index_parts, 'add_part', cut_after_one_part)
+  with pytest.raises(KeyboardInterrupt):
+    scaling.retrieval_point(toy, whole, spec, None, trained=trained,
+                            in_parts=(folder, shards, 3))
+  assert (folder / 'best-00000-of-00003.npy').exists()
+
+  def counting(*args, **kwargs):
+    added.append(args[3])
+    return add_part(*args, **kwargs)
+
+  monkeypatch.setattr(scaling.index_parts, 'add_part', counting)
+  parts = scaling.retrieval_point(toy, whole, spec, None, trained=trained,
+                                  in_parts=(folder, shards, 3))
+  assert added == [0, 1, 2]  # Part 0 once, then only the missing ones.
+  assert parts['index']['inverted_lists'] == 'on disk'
+  assert not list(folder.glob('part-*.index'))  # Merged, then deleted.
+  for key in ('hr1', 'topk', 'hard'):
+    assert parts[key] == one[key], key
+  expected = np.mean((q @ whole.read(0, whole.n).T).max(1) > toy.true_scores)
+  assert parts['hard'] == pytest.approx(expected)

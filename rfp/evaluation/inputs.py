@@ -18,7 +18,7 @@ import pathlib
 import numpy as np
 
 from rfp import bounds as bounds_lib, data, layouts, rows as rows_lib
-from rfp.errors import InputError
+from rfp.errors import InputError, check_positive_int
 from rfp.evaluation import sequences as sequences_lib
 
 NAFP_FILES = {'reference': 'db.mm', 'queries': 'query.mm', 'real_distractors': 'dummy_db.mm'}
@@ -304,6 +304,7 @@ def open_inputs(eval_cfg, run_config, progress=False):
 
   if eval_cfg.num_queries < 1:
     raise InputError(f'eval.num_queries={eval_cfg.num_queries}: must be at least 1')
+  check_positive_int(eval_cfg.index.part_rows, 'eval.index.part_rows')
   # Before any figure: one bad row would shift hardness silently, or stop faiss mid-sweep.
   rows_lib.check_files_finite([e for e in (reference, real, real2) if e is not None], progress)
   seqs = open_sequences(paths, queries, reference, bounds['reference'], eval_cfg, notes)

@@ -15,12 +15,13 @@ their hardness scored exactly over every start of the set's tracks.
 import hashlib
 import json
 import pathlib
+import shutil
 import time
 
 import numpy as np
 from tqdm import tqdm
 
-from rfp import bounds as bounds_lib, files, retrieval, rows as rows_lib
+from rfp import bounds as bounds_lib, files, index_parts, retrieval, rows as rows_lib
 from rfp.errors import InputError
 from rfp.evaluation import hardness, sequences, stats
 from rfp.evaluation.rates import SEQUENCE_TOPS, hit_rates, sequence_hit_rates
@@ -108,18 +109,9 @@ def _sequence_point(inputs, index, db, distractors, bounds, k):
   return out
 
 
-def retrieval_point(inputs, distractors, spec, rng, bar=None, trained=None, bounds=None,
-                    built=None):
-  """One database (references + `distractors`): hit rates, hardness and index settings.
-
-  `trained` (a `retrieval.Index`) supplies the quantizers instead of training
-  on this database; `built` is an index of this very database already
-  (`rfp.index_parts`), which is only read. With the distractors' track
-  `bounds`, the multi-segment queries too (`sequences` in the result).
-  """
-  n_refs = inputs.reference.n
-  db = rows_lib.Stack([inputs.reference, distractors])
-  best = hardness.BestScores(inputs.queries_qd)
+def _scorer(best, n_refs, bar):
+  """`on_chunk(start, x)` for a pass over a database's chunks (ids from 0 at
+  the references): the distractors' rows go to `best` (`hardness.BestScores`)."""
 
   def on_chunk(start, x):
     if start + len(x) > n_refs:  # A chunk can straddle references and distractors.
@@ -127,10 +119,64 @@ def retrieval_point(inputs, distractors, spec, rng, bar=None, trained=None, boun
     if bar is not None:
       bar.update(len(x))
 
+  return on_chunk
+
+
+def index_in_parts(folder, shards, parts, inputs, trained, spec, rng, bar=None):
+  """(index, best scores `[q]`) of the references + `shards`, built in this
+  process in `parts` parts (`rfp.index_parts`), each written to `folder` with
+  its distractors' exact best scores as soon as it is finished: an interrupted
+  run redoes at most one part. The parts are then merged on disk and deleted;
+  the merged index is searched through its memory-mapped lists."""
+  folder = pathlib.Path(folder)
+  index_parts.train(folder, inputs.reference, shards, spec, rng, trained=trained)
+  rows = [inputs.reference.n] + [s.n for s in shards]
+  merged = (folder / index_parts.MERGED).exists()
+  best_q = np.full(len(inputs.queries_qd), -np.inf, np.float32)
+  for p in range(parts):
+    path = folder / f'best-{p:05d}-of-{parts:05d}.npy'
+    if not path.exists():
+      # A part written without its scores (cut off between the two) is redone.
+      index_parts.part_path(folder, p, parts).unlink(missing_ok=True)
+      scores = hardness.BestScores(inputs.queries_qd)
+      index_parts.add_part(folder, inputs.reference, shards, p, parts,
+                           on_chunk=_scorer(scores, inputs.reference.n, bar))
+      with files.atomic_path(path) as tmp, open(tmp, 'wb') as f:
+        np.save(f, scores.best)
+    elif bar is not None:
+      bar.update(sum(rows[j] for j in index_parts.part_pieces(len(shards), p, parts)))
+    np.fmax(best_q, np.load(path), out=best_q)
+  if not merged:
+    if bar is not None:
+      bar.set_postfix_str(f'merging {parts} index parts')
+    index_parts.merge(folder, parts)
+  for p in range(parts):
+    index_parts.part_path(folder, p, parts).unlink(missing_ok=True)
+  return index_parts.MergedIndex(folder), best_q
+
+
+def retrieval_point(inputs, distractors, spec, rng, bar=None, trained=None, bounds=None,
+                    built=None, in_parts=None):
+  """One database (references + `distractors`): hit rates, hardness and index settings.
+
+  `trained` (a `retrieval.Index`) supplies the quantizers instead of training
+  on this database; `built` is an index of this very database already
+  (`rfp.index_parts`), which is only read; `in_parts` (folder, the
+  distractors' shards, part count) builds it with `trained` by
+  `index_in_parts`. With the distractors' track `bounds`, the multi-segment
+  queries too (`sequences` in the result).
+  """
+  n_refs = inputs.reference.n
+  db = rows_lib.Stack([inputs.reference, distractors])
+  best = hardness.BestScores(inputs.queries_qd)
+  on_chunk = _scorer(best, n_refs, bar)
+
   t0 = time.perf_counter()
   if bar is not None and trained is None:
     bar.set_postfix_str('training the index')  # The bar stands still meanwhile.
-  if built is None:
+  if in_parts is not None:
+    index, best.best = index_in_parts(*in_parts, inputs, trained, spec, rng, bar)
+  elif built is None:
     index = retrieval.build_index(db, spec, rng, on_chunk=on_chunk, trained=trained)
   else:
     index = built
@@ -270,6 +316,18 @@ class FinishedPoints:
     if self.folder is not None:
       self.folder.mkdir(parents=True, exist_ok=True)
       files.write_json(self._path(kind, size, r), {'key': self.key, 'point': point})
+      self.drop_index(kind, size, r, keep_own=False)
+
+  def index_dir(self, kind, size, r):
+    """Where a point's index is built in parts (`index_in_parts`), under this
+    key; folders of another key for the point are deleted (gigabytes each)."""
+    self.drop_index(kind, size, r)
+    return self.folder / f'{kind}-{size}-{r}-{self.key[:16]}.index'
+
+  def drop_index(self, kind, size, r, keep_own=True):
+    for old in self.folder.glob(f'{kind}-{size}-{r}-*.index'):
+      if not (keep_own and old.name.endswith(f'-{self.key[:16]}.index')):
+        shutil.rmtree(old)
 
 
 def sweep(inputs, synthetic, plan, eval_cfg, spec, progress=True, synthetic_bounds=None,
@@ -299,6 +357,16 @@ def sweep(inputs, synthetic, plan, eval_cfg, spec, progress=True, synthetic_boun
   curves, notes = {}, []
   kind_ids = {'real': 0, 'synthetic': 1, 'real2': 2, 'tracks': 3}
   trained = None
+
+  def _in_parts(kind, size, r, whole):
+    # Every synthetic row, past `eval.index.part_rows`: built in parts that an
+    # interrupted run keeps (on disk beside the finished points).
+    shards = getattr(synthetic, 'parts', None)
+    parts = -(-(inputs.reference.n + size) // eval_cfg.index.part_rows)
+    if (kind != 'synthetic' or size != synthetic.n or whole is not None or shards is None
+        or parts < 2 or finished.folder is None):
+      return None
+    return finished.index_dir(kind, size, r), shards, parts
 
   def train_shared():
     # One codebook for every point, trained on references and real rows when
@@ -339,7 +407,8 @@ def sweep(inputs, synthetic, plan, eval_cfg, spec, progress=True, synthetic_boun
               trained = train_shared()
             rng = np.random.default_rng([eval_cfg.seed, 3, kind_ids[kind], size, r])
             whole = merged if kind == 'synthetic' and size == synthetic.n else None
-            point = retrieval_point(inputs, distractors, spec, rng, bar, trained, bounds, whole)
+            point = retrieval_point(inputs, distractors, spec, rng, bar, trained, bounds, whole,
+                                    _in_parts(kind, size, r, whole))
           if bounds is not None:
             bar.update(size)
           finished.put(kind, size, r, point)
