@@ -17,6 +17,8 @@ scan over rows carries state from batch to batch) and prints their rates.
   python bench/sample_throughput.py                        # demo and full model
   python bench/sample_throughput.py --tracks               # tracks against rows
   python bench/sample_throughput.py --configs base --batch-size 65536 --iters 20  # GPU
+  python bench/sample_throughput.py --configs demo --dtypes float32 --steps 1 \
+      --batch-size 4096 --models 256x3x768,256x1x768      # one-step students
 """
 
 import argparse
@@ -42,13 +44,18 @@ def machine():
           f'{jax.devices()[0].device_kind}, jax {jax.__version__}')
 
 
-def variants(names, dtypes):
-  """(name, dtype, config) for each comma-separated configs/NAME.py and matmul dtype,
-  for 128-d fingerprints (the configs leave the dimension to the data)."""
+def variants(names, dtypes, models=''):
+  """(name, dtype, config) for each comma-separated configs/NAME.py, matmul dtype
+  and WIDTHxDEPTHxHIDDEN network in `models` (none: the config's own), for
+  128-d fingerprints (the configs leave the dimension to the data)."""
+  shapes = [dict(zip(('width', 'depth', 'hidden'), map(int, m.split('x'))))
+            for m in models.split(',') if m] or [{}]
   for name in names.split(','):
     for dtype in dtypes.split(','):
-      yield name, dtype, cli.load_config(ROOT / 'configs' / f'{name}.py',
-                                         [f'model.dtype={dtype!r}', 'model.dim=128'])
+      for shape in shapes:
+        yield name, dtype, cli.load_config(
+            ROOT / 'configs' / f'{name}.py',
+            [f'model.dtype={dtype!r}', 'model.dim=128'] + [f'model.{k}={v}' for k, v in shape.items()])
 
 
 def seconds(fn, iters, finish=np.asarray):
@@ -169,6 +176,9 @@ def main():
   parser.add_argument('--batch-size', type=int, default=256,
                       help='rows per sampler call, over all devices (default: 256; CPUs do a '
                       'little better at 1-4k, GPUs want 16k+)')
+  parser.add_argument('--models', default='',
+                      help="networks to time instead of each config's own, as "
+                      'WIDTHxDEPTHxHIDDEN,... (e.g. distilled students)')
   parser.add_argument('--iters', type=int, default=2, help='sampler calls per timing')
   parser.add_argument('--repeats', type=int, default=3,
                       help='interleaved timings; the best is kept')
@@ -179,20 +189,24 @@ def main():
   if args.tracks:
     print('| config | model | matmul dtype | rows samples/s | tracks samples/s | tracks/rows |')
     print('|---|---|---|---|---|---|')
-    for name, dtype, cfg in variants(args.configs, args.dtypes):
+    for name, dtype, cfg in variants(args.configs, args.dtypes, args.models):
       rows, with_tracks = measure_tracks(cfg, args.steps, args.batch_size, args.iters,
                                          args.repeats)
-      print(f'| {name} | {cfg.model.width}x{cfg.model.depth} {cfg.model.ffn} | {dtype} | '
+      print(f'| {name} | {cfg.model.width}x{cfg.model.depth}x{cfg.model.hidden} {cfg.model.ffn} | {dtype} | '
             f'{rows:,.0f} | {with_tracks:,.0f} | {with_tracks / rows:.2f} |', flush=True)
     return
-  print('| config | model | matmul dtype | samples/s | model TFLOP/s | matmul TFLOP/s | ratio |')
-  print('|---|---|---|---|---|---|---|')
-  for name, dtype, cfg in variants(args.configs, args.dtypes):
+  # "at the matmul rate": the samples/s the network's FLOPs would allow at the
+  # plain matmul's rate, the limit this hardware sets for it.
+  print('| config | model | matmul dtype | samples/s | at the matmul rate | model TFLOP/s | '
+        'matmul TFLOP/s | ratio |')
+  print('|---|---|---|---|---|---|---|---|')
+  for name, dtype, cfg in variants(args.configs, args.dtypes, args.models):
     m = cfg.model
     rate, peak = measure(cfg, args.steps, args.batch_size, args.iters, args.repeats)
-    achieved = model_lib.flops_per_row(m) * args.steps * rate
-    print(f'| {name} | {m.width}x{m.depth} {m.ffn} | {dtype} | {rate:,.0f} | '
-          f'{achieved / 1e12:.4f} | {peak / 1e12:.4f} | {achieved / peak:.0%} |', flush=True)
+    flops = model_lib.flops_per_row(m) * args.steps
+    print(f'| {name} | {m.width}x{m.depth}x{m.hidden} {m.ffn} | {dtype} | {rate:,.0f} | '
+          f'{peak / flops:,.0f} | {flops * rate / 1e12:.4f} | {peak / 1e12:.4f} | '
+          f'{flops * rate / peak:.0%} |', flush=True)
 
 
 if __name__ == '__main__':

@@ -14,12 +14,15 @@ the whole sampler (noise, network, de-normalisation, sphere, float16 rows on
 the host; compiled first, best of 3 turns in this run, so the ratios
 compare), FD to the held-out rows, and hardness (share of the evaluation
 queries whose best distractor outscores their true match, exact search) at
-1,000, 10,000, 30,000 and the real pool's size, on one set of rows per sampler
-(the same noise for all), beside the first rows of the real pool.
+1,000, 10,000, 30,000 and the real pool's size (and `--beyond` sizes past it),
+on one set of rows per sampler (the same noise for all), beside the first rows
+of the real pool; then each distilled run's hardness minus the run's own, and
+the model's size: its matmul FLOPs per row.
 
   python bench/solver_quality.py                      # runs/demo
   python bench/solver_quality.py --workdir runs/nafp --nfe 2,4,8,16,32,64
   python bench/solver_quality.py --nfe '' --distilled runs/demo-distilled
+  python bench/solver_quality.py --nfe '' --distilled runs/a,runs/b --beyond 300000,1000000
 """
 
 import argparse
@@ -102,28 +105,38 @@ def hardness_curve(the_inputs, rows_nd, sizes):
   return curve
 
 
-def distilled_table(teacher, students, fd, the_inputs, seed, batch_size, timed_rows, mesh):
+def distilled_table(teacher, students, fd, the_inputs, seed, batch_size, timed_rows, mesh,
+                    beyond=()):
   """Prints the run's own sampler beside its distilled runs (see the docstring)."""
   pool = the_inputs.real.n
-  sizes = [s for s in HARDNESS_SIZES if s < pool] + [pool]
+  sizes = [s for s in HARDNESS_SIZES if s < pool] + [pool] + sorted(s for s in beyond if s > pool)
   runs = [teacher] + students
   samplers = [own_sampler(w, seed, batch_size, mesh) for w in runs]
   rate = rates([rows for rows, _ in samplers], timed_rows)
   print(f'# hardness: {len(the_inputs.queries_qd)} queries, exact search, {pool:,} rows per '
         f'sampler; rows/s: best of 3 turns of {timed_rows:,} rows, '
         f'{jax.device_count()} x {jax.devices()[0].device_kind}')
-  print('| sampler | NFE | rows/s | speed-up | FD | ' +
+  print('| sampler | model | NFE | rows/s | speed-up | FD | ' +
         ' | '.join(f'hardness % at {s:,}' for s in sizes) + ' |')
-  print('|---' * (5 + len(sizes)) + '|')
+  print('|---' * (6 + len(sizes)) + '|')
   real = hardness_curve(the_inputs, the_inputs.real.read(0, pool), sizes)
-  print('| real pool | – | – | – | – | ' +
-        ' | '.join(f'{100 * real[s]:.2f}' for s in sizes) + ' |')
+  print('| real pool | – | – | – | – | – | ' +
+        ' | '.join(f'{100 * real[s]:.2f}' if s in real else '–' for s in sizes) + ' |')
+  curves = []
   for workdir, (rows_fn, nfe), r in zip(runs, samplers, rate):
-    rows = rows_fn(0, pool)
-    curve = hardness_curve(the_inputs, rows, sizes)
-    print(f'| {workdir} | {nfe} | {r:,.0f} | {r / rate[0]:.1f}x | '
-          f'{fd(rows.astype(np.float32)):.3e} | ' +
-          ' | '.join(f'{100 * curve[s]:.2f}' for s in sizes) + ' |', flush=True)
+    rows = rows_fn(0, sizes[-1])
+    curves.append(hardness_curve(the_inputs, rows, sizes))
+    m = files.read_config(workdir)['model']
+    print(f'| {workdir} | {m["width"]}x{m["depth"]}x{m["hidden"]} | {nfe} | {r:,.0f} | '
+          f'{r / rate[0]:.1f}x | {fd(rows.astype(np.float32)):.3e} | ' +
+          ' | '.join(f'{100 * curves[-1][s]:.2f}' for s in sizes) + ' |', flush=True)
+  print(f'\n| minus {teacher} (points) | MFLOP per row | ' +
+        ' | '.join(f'at {s:,}' for s in sizes) + ' |')
+  print('|---' * (2 + len(sizes)) + '|')
+  for workdir, curve in zip(students, curves[1:]):
+    flops = model_lib.flops_per_row(cli.run_config(files.read_config(workdir)).model)
+    print(f'| {workdir} | {flops / 1e6:.2f} | ' +
+          ' | '.join(f'{100 * (curve[s] - curves[0][s]):+.2f}' for s in sizes) + ' |')
 
 
 @cli.main
@@ -143,6 +156,9 @@ def main():
   parser.add_argument('--seed', type=int, default=0)
   parser.add_argument('--distilled', default='',
                       help='comma-separated distilled runs of --workdir: a second table')
+  parser.add_argument('--beyond', default='',
+                      help='comma-separated sizes past the real pool for the second table '
+                      '(rows sampled by every run, the teacher included)')
   parser.add_argument('--timed-rows', type=int, default=32_768,
                       help='rows per timed pass of each sampler in the second table')
   args = parser.parse_args()
@@ -186,7 +202,8 @@ def main():
                                         files.read_config(args.workdir))
     students = [pathlib.Path(p) for p in args.distilled.split(',')]
     distilled_table(pathlib.Path(args.workdir), students, fd_of, the_inputs, args.seed,
-                    args.batch_size, args.timed_rows, mesh)
+                    args.batch_size, args.timed_rows, mesh,
+                    beyond=[int(s) for s in args.beyond.split(',') if s])
 
 
 if __name__ == '__main__':

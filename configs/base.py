@@ -74,6 +74,12 @@ def get_config(size='paper'):
       distill_pairs=262_144,  # (noise, teacher row) pairs; one epoch is one pass over them.
       distill_steps=1,  # The student's network evaluations per row.
       distill_reflow_epochs=0,  # Epochs with uniform times (reflow) before the student's own.
+      # The student's network where it differs from the teacher's (None: the
+      # teacher's): a shallower one starts from the teacher's first blocks, any
+      # other shape from scratch (rfp.distill.student_params).
+      distill_model=ml_collections.ConfigDict(dict(
+          width=config_dict.placeholder(int), depth=config_dict.placeholder(int),
+          hidden=config_dict.placeholder(int))),
   ))
 
   # Sampling (sample.py, and evaluate.py when it samples its own rows).
@@ -143,7 +149,12 @@ def get_config(size='paper'):
           # True: train once on references + real rows and reuse the quantizers
           # everywhere (one codebook for all curves; minutes on a CPU). False:
           # train each point's index on its own database (the paper's protocol).
-          shared_training=True)),
+          shared_training=True,
+          # A database of every synthetic row and more than this many rows is
+          # built in parts of about this size, each kept on disk when finished
+          # (with its exact hardness pass), so an interrupted run carries on
+          # from its last part; then merged on disk (rfp.index_parts).
+          part_rows=25_000_000)),
   ))
   return sized(c, size)
 

@@ -2,7 +2,9 @@
 
 The teacher is a finished run sampled as `sample.py` samples it (its solver,
 steps and calibrated temperature T): it maps noise z to a row
-x = teacher(T z). The student is a copy of the teacher's network that learns
+x = teacher(T z). The student is a copy of the teacher's network, or a
+cheaper one (`train.distill_model`: fewer blocks start from the teacher's
+first ones, another width or hidden size from scratch), that learns
 the straight path between the two ends of each such pair: the rectified-flow
 loss on the fixed pairs (reflow, Liu et al. 2023), with times drawn
 uniformly for `train.distill_reflow_epochs` epochs, then only at the times
@@ -54,11 +56,11 @@ SOLVER = 'euler'  # The student's: on straight paths every solver step is the sa
 # The student's own noise scale, chosen like the teacher's (`rfp.calibration`)
 # but against the teacher's probe gaps: its rows are a little blurred, and a
 # temperature a little below 1 sharpens them as it does the teacher's.
-TEMPERATURES = (1.0, 0.975, 0.95, 0.925, 0.9, 0.875, 0.85)
+TEMPERATURES = (1.0, 0.975, 0.95, 0.925, 0.9, 0.875, 0.85, 0.825, 0.8, 0.775, 0.75)
 # The student's own settings: resuming with any of them changed would mix two runs.
 _RUN_IDENTITY = ('train.distill_from', 'train.distill_pairs', 'train.distill_steps',
                  'train.distill_reflow_epochs', 'train.batch_size', 'train.seed', 'train.lr',
-                 'train.lr_end', 'train.warmup_steps')
+                 'train.lr_end', 'train.warmup_steps', 'train.distill_model')
 
 
 def loss(v_fn, z_bd, x_bd, t_b):
@@ -134,11 +136,15 @@ def _teacher(config):
 
 
 def _student_config(config, teacher_run):
-  """The student's config: the teacher's data and model sections whatever
-  `config` says (the student starts from the teacher's weights and statistics),
+  """The student's config: the teacher's data section and statistics whatever
+  `config` says, the teacher's model but for `train.distill_model`'s settings,
   the given train section, and sampling with the student's Euler steps."""
   student = config.copy_and_resolve_references()
-  student.data, student.model = teacher_run.data, teacher_run.model
+  student.data, student.model = teacher_run.data, teacher_run.model.copy_and_resolve_references()
+  for name, value in config.train.distill_model.items():
+    if value is not None:
+      check_positive_int(value, f'train.distill_model.{name}')
+      student.model[name] = value
   student.sample.solver, student.sample.steps = SOLVER, config.train.distill_steps
   student.sample.temperature = None
   return student
@@ -154,6 +160,19 @@ def _check_config(cfg):
   if cfg.distill_pairs < cfg.batch_size:
     raise InputError(f'train.distill_pairs={cfg.distill_pairs} is fewer than one batch of '
                      f'train.batch_size={cfg.batch_size}')
+
+
+def student_params(teacher_params, teacher_cfg, student_cfg, student, key):
+  """The student's starting weights: the teacher's own when the networks are
+  alike; the teacher's input and output layers and first `depth` blocks when the
+  student only has fewer blocks (each block is a residual update, so the first
+  ones already map into the space the output layer reads); else `student.init`."""
+  same = ('dim', 'width', 'hidden', 'time_dim', 'ffn', 'cond')
+  if any(student_cfg[k] != teacher_cfg[k] for k in same) or student_cfg.depth > teacher_cfg.depth:
+    return student.init(key, jnp.zeros((1, student_cfg.dim)), jnp.zeros((1,)))
+  return {'params': {name: layer for name, layer in teacher_params['params'].items()
+                     if not name.startswith('Block_')
+                     or int(name.split('_')[1]) < student_cfg.depth}}
 
 
 def _start_run(config, workdir, teacher):
@@ -237,14 +256,14 @@ def distill_and_evaluate(config, workdir, stop_after=None, progress=True):
   _, teacher_run, teacher_params, stats, _, temperature = teacher
   config = _student_config(config, teacher_run)
   cfg, dim = config.train, config.model.dim
-  model = model_lib.from_config(config.model)
+  model, teacher_model = model_lib.from_config(config.model), model_lib.from_config(teacher_run.model)
   loop.check_room(workdir, training.state_bytes(model, config), cfg.distill_pairs * dim * 4,
                   what='pairs and checkpoints')
   source, epochs_before = _start_run(config, workdir, teacher)
 
   mesh = sharding.data_mesh()
   loop.check_batch(cfg.batch_size, mesh)
-  teacher_generate = generator.make_generator(model, teacher_run.sample.steps,
+  teacher_generate = generator.make_generator(teacher_model, teacher_run.sample.steps,
                                               teacher_run.sample.solver, mesh,
                                               temperature=temperature)
   z_nd, x_nd = make_pairs(workdir, teacher_generate, teacher_params, cfg.seed, cfg.distill_pairs,
@@ -252,8 +271,11 @@ def distill_and_evaluate(config, workdir, stop_after=None, progress=True):
   steps_per_epoch = cfg.distill_pairs // cfg.batch_size
   optimizer, schedule = optimizer_lib.from_config(cfg, cfg.epochs * steps_per_epoch)
   # A copy: the step donates the state, and the teacher's buffers must survive it.
-  state = {'step': jnp.array(0, jnp.int32), 'params': jax.tree.map(jnp.copy, teacher_params),
-           'opt_state': optimizer.init(teacher_params)}
+  params = jax.tree.map(jnp.copy, student_params(
+      teacher_params, teacher_run.model, config.model, model,
+      jax.random.fold_in(jax.random.key(cfg.seed), 4)))
+  state = {'step': jnp.array(0, jnp.int32), 'params': params,
+           'opt_state': optimizer.init(params)}
   step_fns = {reflow: jax.jit(
       lambda s, z, x, k, reflow=reflow: train_step(model, optimizer, s, z, x, k,
                                                    cfg.distill_steps, reflow),

@@ -167,3 +167,39 @@ def test_refuses_bad_settings(trained_run, tmp_path, item):
   cli.apply_override(config, item)
   with pytest.raises(InputError, match=item.split('=')[0]):
     distill.distill_and_evaluate(config, tmp_path / 'run', progress=False)
+
+
+def test_a_shallower_student_starts_from_the_teachers_first_blocks(trained_run):
+  teacher = trained_run[0]
+  config, params, _, _ = checkpoint.load_run(teacher)
+  shallow = config.model.copy_and_resolve_references()
+  shallow.depth = 1
+  start = distill.student_params(params, config.model, shallow, model_lib.from_config(shallow),
+                                 jax.random.key(0))
+  assert sorted(start['params']) == sorted(k for k in params['params'] if k != 'Block_1')
+  jax.tree.map(np.testing.assert_array_equal, start['params']['Block_0'],
+               params['params']['Block_0'])
+  # Another width: nothing of the teacher's fits, the student starts from scratch.
+  narrow = config.model.copy_and_resolve_references()
+  narrow.width = 64
+  fresh = distill.student_params(params, config.model, narrow, model_lib.from_config(narrow),
+                                 jax.random.key(0))
+  assert fresh['params']['Dense_1']['kernel'].shape == (config.model.dim, 64)
+
+
+def test_a_shallower_student_is_an_ordinary_run_of_its_own_network(trained_run, tmp_path):
+  teacher = trained_run[0]
+  config = student_config(teacher, **{'train.epochs': 4, 'train.distill_model.depth': 1})
+  result = distill.distill_and_evaluate(config, tmp_path / 'run', progress=False)
+  saved = files.read_config(tmp_path / 'run')
+  assert saved['model'] == {**files.read_config(teacher)['model'], 'depth': 1}
+  records = result['records']
+  assert records[-1]['val_pair_mse'] < records[0]['val_pair_mse']
+  run_config, params, _, _ = checkpoint.load_run(tmp_path / 'run')
+  assert run_config.model.depth == 1 and 'Block_1' not in params['params']
+
+
+def test_refuses_a_student_of_no_blocks(trained_run, tmp_path):
+  config = student_config(trained_run[0], **{'train.distill_model.depth': 0})
+  with pytest.raises(InputError, match='train.distill_model.depth'):
+    distill.distill_and_evaluate(config, tmp_path / 'run', progress=False)
