@@ -395,6 +395,24 @@ def test_index_built_in_parts_serves_the_whole_synthetic_point(dataset, tmp_path
   assert abs(parts[-1]['hr1']['mean'] - one[-1]['hr1']['mean']) < 0.05
 
 
+def test_a_large_whole_synthetic_point_is_built_in_parts_in_process(dataset, tmp_path):
+  """Past eval.index.part_rows the point of every synthetic row is built in parts
+  beside the finished points, with the one-pass build's exact hardness; its
+  folder is gone once the point is kept."""
+  root, workdir, paths = dataset
+  flags = ['--workdir', str(workdir), '--quiet', *_overrides(paths, root / 'synthetic', **{
+      'eval.sizes': [300, N_SYNTHETIC], 'eval.repeats': 1, 'eval.query_lengths': []})]
+  evaluate.main([*flags, '--out', str(tmp_path / 'parts'), '--config.eval.index.part_rows=1500'])
+  evaluate.main([*flags, '--out', str(tmp_path / 'one')])
+  parts, one = (json.loads((tmp_path / name / 'results.json').read_text())['scaling']['synthetic']
+                for name in ('parts', 'one'))
+  assert parts[-1]['repeats'][0]['index']['inverted_lists'] == 'on disk'
+  assert 'inverted_lists' not in one[-1]['repeats'][0]['index']
+  assert parts[-1]['hard'] == one[-1]['hard']
+  assert abs(parts[-1]['hr1']['mean'] - one[-1]['hr1']['mean']) < 0.05
+  assert not list((tmp_path / 'parts' / 'points').glob('*.index'))
+
+
 def test_rows_checked_as_sampled_are_still_checked_as_they_are_read(dataset, tmp_path):
   """A folder whose sampler checked every row is not read in a pass of its own,
   but a row changed since stops the evaluation in one line as the sweep reads it."""
