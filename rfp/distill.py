@@ -136,11 +136,13 @@ def _teacher(config):
 
 
 def _student_config(config, teacher_run):
-  """The student's config: the teacher's data section and statistics whatever
-  `config` says, the teacher's model but for `train.distill_model`'s settings,
-  the given train section, and sampling with the student's Euler steps."""
+  """The student's config: the teacher's data, system and eval sections (and
+  statistics) whatever `config` says, so that it is evaluated on the teacher's
+  files; the teacher's model but for `train.distill_model`'s settings; the
+  given train section; and sampling with the student's Euler steps."""
   student = config.copy_and_resolve_references()
-  student.data, student.model = teacher_run.data, teacher_run.model.copy_and_resolve_references()
+  student.data, student.system, student.eval = teacher_run.data, teacher_run.system, teacher_run.eval
+  student.model = teacher_run.model.copy_and_resolve_references()
   for name, value in config.train.distill_model.items():
     if value is not None:
       check_positive_int(value, f'train.distill_model.{name}')

@@ -189,10 +189,14 @@ def test_a_shallower_student_starts_from_the_teachers_first_blocks(trained_run):
 
 def test_a_shallower_student_is_an_ordinary_run_of_its_own_network(trained_run, tmp_path):
   teacher = trained_run[0]
-  config = student_config(teacher, **{'train.epochs': 4, 'train.distill_model.depth': 1})
+  config = student_config(teacher, **{'train.epochs': 4, 'train.distill_model.depth': 1,
+                                      'eval.num_queries': 7, 'system.name': 'other'})
   result = distill.distill_and_evaluate(config, tmp_path / 'run', progress=False)
-  saved = files.read_config(tmp_path / 'run')
-  assert saved['model'] == {**files.read_config(teacher)['model'], 'depth': 1}
+  saved, taught = files.read_config(tmp_path / 'run'), files.read_config(teacher)
+  assert saved['model'] == {**taught['model'], 'depth': 1}
+  # The teacher's files, system and evaluation, whatever the distillation's config says.
+  for section in ('data', 'system', 'eval'):
+    assert saved[section] == taught[section], section
   records = result['records']
   assert records[-1]['val_pair_mse'] < records[0]['val_pair_mse']
   run_config, params, _, _ = checkpoint.load_run(tmp_path / 'run')
