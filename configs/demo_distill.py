@@ -4,8 +4,14 @@
 
 The student starts from runs/demo's best checkpoint and learns, on 131,072
 (noise, teacher row) pairs of its 16-evaluation sampler at its calibrated
-temperature, to land on the teacher's row in one Euler step (rfp/distill.py;
-figures in bench/RESULTS.md, Distillation).
+temperature, to land on the teacher's row in one Euler step (rfp/distill.py).
+It keeps the teacher's network (256x3): 12x the teacher's rows/s, hardness
+within 0.30 points of it up to 1M distractors on the shipped data and 0.20 on
+the unwhitened family. `--config.train.distill_model.depth=1` keeps only the
+first block: 45x, within 0.15 on the shipped data (`make scale` uses it) but
+0.25-0.50 easier than its teacher on the unwhitened family; check it on your
+own run with bench/solver_quality.py --distilled (bench/RESULTS.md, "A
+cheaper student").
 """
 
 from configs import demo
