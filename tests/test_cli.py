@@ -226,16 +226,21 @@ def test_readme_commands_for_your_own_system_run_as_written(tmp_path):
     used |= {old for old in paths if any(old in w for w in words)}
     for old, new in paths.items():
       words = [w.replace(old, new) for w in words]
-    script.append(shlex.join(words + tiny.get(words[1] if len(words) > 1 else '', [])))
+    flags = tiny.get(words[1] if len(words) > 1 else '', [])
+    if 'configs/demo_distill.py' in words:  # Fewer teacher pairs for the tiny teacher.
+      flags = flags + config_flags({'train.distill_pairs': 4096})
+    script.append(shlex.join(words + flags))
   assert used == set(paths), f'the README no longer says {set(paths) - used}'
-  assert script[1] == 'source .venv/bin/activate' and len(script) == 4, script
+  assert script[1] == 'source .venv/bin/activate' and len(script) == 5, script
   assert '--config.size=small' in script[2], script
+  assert f'--config.train.distill_from={tmp_path / "run"}' in script[3], script
   # Each command names its run folder: none may write into the repository's runs/.
   assert all(f'--workdir {tmp_path / "run"}' in line for line in script[2:]), script
   proc = subprocess.run(['bash', '-c', '\n'.join(script)], capture_output=True, text=True,
                         cwd=ROOT, timeout=900)
   assert proc.returncode == 0, proc.stderr[-3000:]
-  results = json.loads((tmp_path / 'run' / 'eval' / 'results.json').read_text())
+  # The student's evaluation reads its teacher's files (NMFP's), not the demo's.
+  results = json.loads((tmp_path / 'run-distilled' / 'eval' / 'results.json').read_text())
   assert results['inputs']['dim'] == 16  # Read from the data: configs/nmfp.py sets no dimension.
   assert [p['size'] for p in results['scaling']['synthetic']] == [300, 1000]
   # The files as read: NMFP's ground truth, the track files found beside each database.
