@@ -61,8 +61,9 @@ def test_a_query_of_consecutive_segments_finds_its_run():
   exact = sequences.start_scores(q, db, gt[:, None])[:, 0]
   np.testing.assert_allclose(scores[:, 0], exact, rtol=1e-5)
   assert np.all(np.diff(scores, axis=1) <= 0)
-  assert rates.sequence_hit_rates(starts[:, 0], gt, np.repeat([0, 1, 2], [40, 30, 50]),
-                                  120) == {'hr1': 1.0, 'near1': 1.0, 'track1': 1.0}
+  # Three starts kept: top-3 beside top-1, no top-10.
+  assert rates.sequence_hit_rates(starts, gt, np.repeat([0, 1, 2], [40, 30, 50]),
+                                  120) == {'hr1': 1.0, 'near1': 1.0, 'track1': 1.0, 'top3': 1.0}
 
 
 def test_a_start_straddling_two_tracks_is_never_returned():
