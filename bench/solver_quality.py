@@ -58,7 +58,7 @@ def held_out_rows(config, count):
 
 
 def own_sampler(workdir, seed, batch_size, mesh):
-  """(rows(start, n), NFE) for a run's own sampler: its solver, steps and
+  """(rows(start, n), NFE, the run's model config) for a run's own sampler: its solver, steps and
   calibrated temperature, float16 rows in the embedding space as sample.py
   writes them; `rows` keeps `sampling.LOOKAHEAD` batches in flight as sample.py does."""
   config, params, stats, meta = checkpoint.load_run(workdir)
@@ -80,7 +80,7 @@ def own_sampler(workdir, seed, batch_size, mesh):
     return np.concatenate(out)[:n]
 
   rows(0, batch)  # Compiles.
-  return rows, sample.steps * flow.evaluations_per_step(sample.solver)
+  return rows, sample.steps * flow.evaluations_per_step(sample.solver), config.model
 
 
 def rates(samplers, n, rounds=3):
@@ -112,7 +112,7 @@ def distilled_table(teacher, students, fd, the_inputs, seed, batch_size, timed_r
   sizes = [s for s in HARDNESS_SIZES if s < pool] + [pool] + sorted(s for s in beyond if s > pool)
   runs = [teacher] + students
   samplers = [own_sampler(w, seed, batch_size, mesh) for w in runs]
-  rate = rates([rows for rows, _ in samplers], timed_rows)
+  rate = rates([rows for rows, _, _ in samplers], timed_rows)
   print(f'# hardness: {len(the_inputs.queries_qd)} queries, exact search, {pool:,} rows per '
         f'sampler; rows/s: best of 3 turns of {timed_rows:,} rows, '
         f'{jax.device_count()} x {jax.devices()[0].device_kind}')
@@ -124,19 +124,17 @@ def distilled_table(teacher, students, fd, the_inputs, seed, batch_size, timed_r
   print('| real pool | – | – | – | – | – | ' +
         ' | '.join(f'{100 * real[s]:.2f}' if s in real else '–' for s in sizes) + ' |')
   curves = []
-  for workdir, (rows_fn, nfe), r in zip(runs, samplers, rate):
+  for workdir, (rows_fn, nfe, m), r in zip(runs, samplers, rate):
     rows = rows_fn(0, sizes[-1])
     curves.append(hardness_curve(the_inputs, rows, sizes))
-    m = files.read_config(workdir)['model']
-    print(f'| {workdir} | {m["width"]}x{m["depth"]}x{m["hidden"]} | {nfe} | {r:,.0f} | '
+    print(f'| {workdir} | {m.width}x{m.depth}x{m.hidden} | {nfe} | {r:,.0f} | '
           f'{r / rate[0]:.1f}x | {fd(rows.astype(np.float32)):.3e} | ' +
           ' | '.join(f'{100 * curves[-1][s]:.2f}' for s in sizes) + ' |', flush=True)
   print(f'\n| minus {teacher} (points) | MFLOP per row | ' +
         ' | '.join(f'at {s:,}' for s in sizes) + ' |')
   print('|---' * (2 + len(sizes)) + '|')
-  for workdir, curve in zip(students, curves[1:]):
-    flops = model_lib.flops_per_row(cli.run_config(files.read_config(workdir)).model)
-    print(f'| {workdir} | {flops / 1e6:.2f} | ' +
+  for workdir, curve, (_, _, m) in zip(students, curves[1:], samplers[1:]):
+    print(f'| {workdir} | {model_lib.flops_per_row(m) / 1e6:.2f} | ' +
           ' | '.join(f'{100 * (curve[s] - curves[0][s]):+.2f}' for s in sizes) + ' |')
 
 

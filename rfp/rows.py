@@ -64,8 +64,7 @@ def finite_chunks(source, name, progress=False, desc='NaN/Inf check', chunk_rows
   as it streams past, with a progress bar (its own, or `bar`): a pass that
   reads the rows for another purpose checks them at no extra cost."""
   with contextlib.nullcontext(bar) if bar is not None else _bar(source.n, desc, progress) as bar:
-    for start, x in source.chunks(chunk_rows):
-      check_finite(x, name, range(start, start + len(x)))
+    for start, x in Checked(source, name).chunks(chunk_rows):
       bar.update(len(x))
       yield start, x
 

@@ -131,7 +131,6 @@ def index_in_parts(folder, shards, parts, inputs, trained, spec, rng, bar=None):
   folder = pathlib.Path(folder)
   index_parts.train(folder, inputs.reference, shards, spec, rng, trained=trained)
   rows = [inputs.reference.n] + [s.n for s in shards]
-  merged = (folder / index_parts.MERGED).exists()
   best_q = np.full(len(inputs.queries_qd), -np.inf, np.float32)
   for p in range(parts):
     path = folder / f'best-{p:05d}-of-{parts:05d}.npy'
@@ -146,10 +145,9 @@ def index_in_parts(folder, shards, parts, inputs, trained, spec, rng, bar=None):
     elif bar is not None:
       bar.update(sum(rows[j] for j in index_parts.part_pieces(len(shards), p, parts)))
     np.fmax(best_q, np.load(path), out=best_q)
-  if not merged:
-    if bar is not None:
-      bar.set_postfix_str(f'merging {parts} index parts')
-    index_parts.merge(folder, parts)
+  if bar is not None:
+    bar.set_postfix_str(f'merging {parts} index parts')
+  index_parts.merge(folder, parts)  # Keeps a merged index already written.
   for p in range(parts):
     index_parts.part_path(folder, p, parts).unlink(missing_ok=True)
   return index_parts.MergedIndex(folder), best_q
